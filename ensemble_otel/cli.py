@@ -1,0 +1,46 @@
+"""`ensemble-otel` command line: one subcommand per module, each registering itself."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> module exposing `register(subparsers) -> None`; the parser it adds sets
+# `func(args) -> int` as its default. Modules are imported only when their command runs.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "heartbeat": ("ensemble_otel.heartbeat_cli", "check the heartbeat file (liveness probe)"),
+    "validate": ("ensemble_otel.validate", "validate emitted JSONL records"),
+    "report": ("ensemble_otel.report.cli", "write a self-contained HTML report"),
+    "demo": ("ensemble_otel.demo.cli", "replay real market data through a paper bot"),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ensemble-otel", description="Ensemble trading-bot telemetry tools."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(module).register(sub)
+        else:
+            sub.add_parser(name, help=help_text)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in args_list if not a.startswith("-")), None)
+    parser = build_parser(command if command in SUBCOMMANDS else None)
+    args = parser.parse_args(args_list)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return int(func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
