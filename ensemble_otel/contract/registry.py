@@ -34,6 +34,8 @@ class Field:
     required: bool = True
     enum: tuple[str, ...] = ()
     minimum: float | None = None
+    format: Literal["date-time"] | None = None  # date-time: ISO-8601 UTC, see UTC_TIMESTAMP_PATTERN
+    pattern: str | None = None  # ECMA-262 / Python regex the whole string must match
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +139,19 @@ RESOURCE_ATTRIBUTES: dict[str, str] = {
 
 # --- JSONL record kinds -------------------------------------------------------------------
 
+# Record-level formats (JSON Schema `pattern`; the same text works in Python's `re`).
+# Keep STRATEGY_ID_PATTERN / SCHEMA_VERSION_PATTERN in step with settings.py (a test checks).
+STRATEGY_ID_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+SCHEMA_VERSION_PATTERN = r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$"
+UTC_TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|\+00:00)$"
+)
+
 _META = (
-    Field("strategy_id", "string", "Strategy id."),
-    Field("schema_version", "string", "Telemetry schema version, MAJOR.MINOR."),
+    Field("strategy_id", "string", "Strategy id.", pattern=STRATEGY_ID_PATTERN),
+    Field("schema_version", "string", "Telemetry schema version, MAJOR.MINOR.",
+          pattern=SCHEMA_VERSION_PATTERN),
 )
 
 HEARTBEAT = RecordKind(
@@ -147,7 +159,7 @@ HEARTBEAT = RecordKind(
     "logs/heartbeat/{strategy_id}.json",
     "The last heartbeat, replaced atomically at every beat.",
     (
-        Field("ts", "string", "Time of the beat, ISO-8601 UTC."),
+        Field("ts", "string", "Time of the beat, ISO-8601 UTC.", format="date-time"),
         Field("unix", "number", "Time of the beat, unix seconds.", minimum=0),
         *_META,
         Field("state", "string", "Lifecycle state.",
@@ -163,7 +175,7 @@ HEARTBEAT = RecordKind(
 )
 
 _SNAPSHOT_FIELDS = (
-    Field("ts", "string", "Bucket start, ISO-8601 UTC."),
+    Field("ts", "string", "Bucket start, ISO-8601 UTC.", format="date-time"),
     Field("period", "string", "Bucket length.", enum=("1h", "24h")),
     *_META,
     Field("equity", "number", "Equity at the bucket's last bar."),
@@ -180,8 +192,10 @@ _SNAPSHOT_FIELDS = (
     Field("risk_breaches", "integer", "Risk breaches in the bucket.", minimum=0),
     Field("risk_warnings", "integer", "Risk warnings in the bucket.", minimum=0),
     Field("bars", "integer", "Bars the bucket saw.", minimum=1),
-    Field("first_bar_ts", "string", "Time of the bucket's first bar, ISO-8601 UTC."),
-    Field("last_bar_ts", "string", "Time of the bucket's last bar, ISO-8601 UTC."),
+    Field("first_bar_ts", "string", "Time of the bucket's first bar, ISO-8601 UTC.",
+          format="date-time"),
+    Field("last_bar_ts", "string", "Time of the bucket's last bar, ISO-8601 UTC.",
+          format="date-time"),
 )
 
 HEALTH_1H = RecordKind(
@@ -203,7 +217,7 @@ EVENT = RecordKind(
     "logs/events/{strategy_id}/{YYYY-MM-DD}.jsonl",
     "One record per emit() call; the caller's fields follow the metadata.",
     (
-        Field("ts", "string", "Wall-clock time of the event, ISO-8601 UTC."),
+        Field("ts", "string", "Wall-clock time of the event, ISO-8601 UTC.", format="date-time"),
         Field("event", "string", "Event name."),
         *_META,
     ),
