@@ -1,0 +1,29 @@
+"""Errors that name the field (or variable), the value and the rule."""
+
+from __future__ import annotations
+
+
+class FieldError(ValueError):
+    """A value broke a rule. ``field``, ``value`` and ``rule`` say which, what and why."""
+
+    def __init__(self, field: str, value: object, rule: str) -> None:
+        self.field = field
+        self.value = value
+        self.rule = rule
+        super().__init__(f"{field}={value!r}: {rule}")
+
+
+class ConfigError(FieldError):
+    """A setting (argument or environment variable) has a bad value, or configure() conflicts."""
+
+    @property
+    def source(self) -> str:
+        return self.field
+
+
+class BarError(FieldError):
+    """A bar given to ``maybe_emit`` has a bad field; nothing was recorded."""
+
+
+class EventError(FieldError):
+    """An event passed to ``emit`` has a bad field; nothing was written."""

@@ -1,0 +1,165 @@
+"""Heartbeat: observable gauges, mirrored to an atomically replaced file by a metric exporter.
+
+The file is written only from what a metric collection produced, so a stuck metrics
+pipeline shows as a stale file, never as a fresh one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
+
+from ensemble_otel.contract.registry import HEARTBEAT_TIMESTAMP, METRICS_BY_NAME, UPTIME
+from ensemble_otel.jsonl import atomic_write_json
+from ensemble_otel.settings import Settings
+
+_log = logging.getLogger("ensemble_otel")
+
+STATES = ("starting", "running", "stopping", "stopped")
+
+
+def iso_utc(unix: float) -> str:
+    """ISO-8601 UTC with microseconds and a ``Z``."""
+    return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Heartbeat:
+    """Lifecycle state and the beat file of one process.
+
+    ``observe`` registers the gauges; :class:`HeartbeatFileExporter` calls ``write`` with the
+    timestamp that the collection produced.
+    """
+
+    def __init__(self, settings: Settings, instance_id: str) -> None:
+        self.settings = settings
+        self.path: Path = settings.heartbeat_path
+        self.instance_id = instance_id
+        self.state = "starting"
+        self.seq = 0
+        self.started_monotonic = time.monotonic()
+        self.started_unix = time.time()
+        self.last_beat_unix: float | None = None
+        self.active = True  # False in a forked child: it never touches the parent's file
+        self._lock = threading.Lock()
+        self._host = socket.gethostname()
+        self._error_at = -float("inf")
+        self.on_beat: list[Callable[[str], None]] = []
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_monotonic
+
+    def observe(self, meter: Meter) -> None:
+        spec = METRICS_BY_NAME[HEARTBEAT_TIMESTAMP]
+        meter.create_observable_gauge(
+            spec.name, callbacks=[self._beat_callback], unit=spec.unit,
+            description=spec.description,
+        )
+        spec = METRICS_BY_NAME[UPTIME]
+        meter.create_observable_gauge(
+            spec.name, callbacks=[self._uptime_callback], unit=spec.unit,
+            description=spec.description,
+        )
+
+    def _beat_callback(self, options: CallbackOptions) -> Iterable[Observation]:
+        return (Observation(time.time()),)
+
+    def _uptime_callback(self, options: CallbackOptions) -> Iterable[Observation]:
+        return (Observation(self.uptime()),)
+
+    def record(self, unix: float, state: str | None = None) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "ts": iso_utc(unix),
+            "unix": round(unix, 6),
+            "strategy_id": s.strategy_id,
+            "schema_version": s.schema_version,
+            "state": state or self.state,
+            "seq": self.seq,
+            "pid": os.getpid(),
+            "host": self._host,
+            "service_instance_id": self.instance_id,
+            "uptime_s": round(self.uptime(), 6),
+            "interval_s": s.heartbeat_interval,
+            "environment": s.environment,
+        }
+
+    def write(self, unix: float, state: str | None = None) -> bool:
+        """Replace the beat file. Fails soft: returns False and logs at most once a minute."""
+        if not self.active:
+            return False
+        with self._lock:
+            state = state or self.state
+            try:
+                atomic_write_json(self.path, self.record(unix, state))
+            except OSError as exc:
+                now = time.monotonic()
+                if now - self._error_at >= 60:
+                    self._error_at = now
+                    _log.error("ensemble-otel heartbeat: cannot write %s: %s", self.path, exc)
+                return False
+            self.seq += 1
+            self.last_beat_unix = unix
+        for hook in self.on_beat:
+            try:
+                hook(state)
+            except Exception:  # a hook never stops the beat
+                _log.exception("ensemble-otel heartbeat hook failed")
+        return True
+
+
+def _point_value(metrics_data: MetricsData, name: str) -> float | None:
+    for rm in metrics_data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == name:
+                    points: Sequence[Any] = metric.data.data_points
+                    if points:
+                        return float(points[-1].value)
+    return None
+
+
+class HeartbeatFileExporter(MetricExporter):
+    """Mirrors ``ensemble.heartbeat.timestamp`` from each collection into the beat file."""
+
+    def __init__(self, heartbeat: Heartbeat) -> None:
+        super().__init__()
+        self._heartbeat = heartbeat
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        unix = _point_value(metrics_data, HEARTBEAT_TIMESTAMP)
+        if unix is None:
+            return MetricExportResult.FAILURE
+        ok = self._heartbeat.write(unix)
+        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        return None
+
+
+def read_heartbeat(path: Path) -> dict[str, Any]:
+    """Read a beat file (raises OSError or ValueError)."""
+    import orjson
+
+    data = orjson.loads(path.read_bytes())
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data

@@ -1,0 +1,218 @@
+"""Durable files: whole-line JSONL appends, atomic JSON replacement, tail reads.
+
+Rules kept here, once, for every file the package writes:
+
+- a JSONL line is one ``os.write`` to a descriptor opened with ``O_APPEND``; a short write
+  (a full disk) is cut back to the previous size, so no torn line is ever left behind;
+- a torn tail left by an earlier crash is detected on open and set aside into
+  ``<file>.torn`` before anything is appended, never extended;
+- a whole-file JSON document is written to a temp file, fsynced and renamed over the target;
+- a write that fails (full disk, unwritable root) never raises into the bot: the line is
+  kept in a bounded pending queue, one clear error is logged, and writing resumes when the
+  file system takes data again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+DIR_MODE = 0o750
+FILE_MODE = 0o640
+MAX_PENDING_LINES = 10_000
+_OPTS = orjson.OPT_APPEND_NEWLINE
+
+_log = logging.getLogger("ensemble_otel")
+
+
+def dumps_line(record: dict[str, Any]) -> bytes:
+    """One JSON line (newline included). NaN and infinity are rejected upstream."""
+    return orjson.dumps(record, option=_OPTS)
+
+
+def ensure_dir(path: Path) -> None:
+    """Create ``path`` and its parents with mode 0750 (existing directories are left as is)."""
+    if path.is_dir():
+        return
+    old = os.umask(0o027)
+    try:
+        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    finally:
+        os.umask(old)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Replace ``path`` with ``data``: temp file, fsync, rename. Readers never see a torn file."""
+    ensure_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if fsync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True) -> None:
+    atomic_write_bytes(path, orjson.dumps(obj, option=_OPTS), fsync=fsync)
+
+
+def read_json(path: Path) -> Any:
+    return orjson.loads(path.read_bytes())
+
+
+def last_line(path: Path, max_bytes: int = 1 << 20) -> bytes | None:
+    """The last complete line of a file (without its newline), or None."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            start = max(0, size - max_bytes)
+            fh.seek(start)
+            tail = fh.read()
+    except FileNotFoundError:
+        return None
+    end = tail.rfind(b"\n")
+    if end < 0:
+        return None
+    begin = tail.rfind(b"\n", 0, end) + 1
+    if begin == 0 and start > 0:
+        return None
+    return tail[begin:end]
+
+
+def set_aside_torn_tail(fd: int, path: Path) -> int:
+    """If the file does not end in a newline, move its last partial line to ``<path>.torn``.
+
+    Returns the number of bytes set aside (0 when the file ends cleanly).
+    """
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return 0
+    chunk = min(size, 1 << 20)
+    tail = os.pread(fd, chunk, size - chunk)
+    if tail.endswith(b"\n"):
+        return 0
+    cut = tail.rfind(b"\n")
+    keep = size - chunk + cut + 1 if cut >= 0 else (0 if chunk == size else size - chunk)
+    torn = os.pread(fd, size - keep, keep)
+    with open(path.with_name(path.name + ".torn"), "ab") as side:
+        side.write(torn + b"\n")
+    os.ftruncate(fd, keep)
+    _log.warning(
+        "%s: a torn last line (%d bytes) from an earlier crash was moved to %s.torn",
+        path, len(torn), path.name,
+    )
+    return len(torn)
+
+
+class JsonlAppender:
+    """Appends whole JSON lines to files, one writer per file, failing soft.
+
+    ``append`` returns True when the line (and any pending earlier lines) reached the file.
+    """
+
+    def __init__(self, *, name: str = "jsonl", error_interval: float = 60.0) -> None:
+        self._name = name
+        self._fds: dict[Path, int] = {}
+        self._pending: deque[tuple[Path, bytes]] = deque()
+        self._dropped = 0
+        self._error_interval = error_interval
+        self._last_error_at = -float("inf")
+        self.errors = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _open(self, path: Path) -> int:
+        fd = self._fds.get(path)
+        if fd is not None:
+            return fd
+        if len(self._fds) >= 4:  # partitions roll over: keep only a few descriptors open
+            for old in list(self._fds)[:-2]:
+                os.close(self._fds.pop(old))
+        ensure_dir(path.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        try:
+            rfd = os.open(path, os.O_RDWR)
+            try:
+                set_aside_torn_tail(rfd, path)
+            finally:
+                os.close(rfd)
+        except OSError:
+            os.close(fd)
+            raise
+        self._fds[path] = fd
+        return fd
+
+    def _write_line(self, path: Path, line: bytes) -> None:
+        fd = self._open(path)
+        before = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, line)
+        except OSError:
+            self._cut_back(fd, before)
+            raise
+        if written != len(line):
+            self._cut_back(fd, before)
+            raise OSError(errno.ENOSPC, "short write", str(path))
+
+    @staticmethod
+    def _cut_back(fd: int, size: int) -> None:
+        with contextlib.suppress(OSError):
+            if os.fstat(fd).st_size > size:
+                os.ftruncate(fd, size)
+
+    def append(self, path: Path, line: bytes) -> bool:
+        """Append one line (bytes ending in a newline). Never raises ``OSError``."""
+        self._pending.append((path, line))
+        if len(self._pending) > MAX_PENDING_LINES:
+            self._pending.popleft()
+            self._dropped += 1
+        return self.flush_pending()
+
+    def flush_pending(self) -> bool:
+        while self._pending:
+            path, line = self._pending[0]
+            try:
+                self._write_line(path, line)
+            except OSError as exc:
+                self._report(path, exc)
+                return False
+            self._pending.popleft()
+        return True
+
+    def _report(self, path: Path, exc: OSError) -> None:
+        self.errors += 1
+        now = time.monotonic()
+        if now - self._last_error_at >= self._error_interval:
+            self._last_error_at = now
+            _log.error(
+                "ensemble-otel %s: cannot write %s (%s); the bot keeps running, %d line(s) "
+                "held in memory (%d dropped), writing resumes when the file system takes data",
+                self._name, path, exc.strerror or exc, len(self._pending), self._dropped,
+            )
+
+    def close(self) -> None:
+        self.flush_pending()
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()

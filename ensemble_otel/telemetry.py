@@ -1,0 +1,401 @@
+"""The Telemetry object and its assembly: providers, readers, exporters, files."""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    InMemoryMetricReader,
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import LastValueAggregation, SumAggregation, View
+from opentelemetry.sdk.resources import Resource
+
+from ensemble_otel import notify
+from ensemble_otel.contract.registry import METRICS
+from ensemble_otel.errors import ConfigError
+from ensemble_otel.events import EventLog, bridge_stdlib_logging
+from ensemble_otel.health import HealthSnapshotEmitter
+from ensemble_otel.heartbeat import Heartbeat, HeartbeatFileExporter
+from ensemble_otel.jsonl import JsonlAppender, ensure_dir
+from ensemble_otel.resource import build_resource, instance_id
+from ensemble_otel.settings import Settings
+
+_log = logging.getLogger("ensemble_otel")
+SCOPE = "ensemble_otel"
+
+
+def views() -> list[View]:
+    """One view per contract metric: fixed aggregation, only the declared attributes kept."""
+    out = []
+    for m in METRICS:
+        aggregation = SumAggregation() if m.instrument == "observable_counter" else (
+            LastValueAggregation())
+        out.append(View(instrument_name=m.name, aggregation=aggregation,
+                        attribute_keys=set(m.attributes)))
+    return out
+
+
+class GuardedExporter(MetricExporter):
+    """Wraps a network exporter: inert in a forked child, failures logged once per interval."""
+
+    def __init__(self, inner: MetricExporter, *, warn_interval: float = 60.0) -> None:
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self.inner = inner
+        self.active = True
+        self.failures = 0
+        self._warn_interval = warn_interval
+        self._warned_at = -float("inf")
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        if not self.active:
+            return MetricExportResult.SUCCESS
+        try:
+            result = self.inner.export(metrics_data, timeout_millis=timeout_millis)
+        except Exception as exc:  # an exporter never takes the bot down
+            result = MetricExportResult.FAILURE
+            reason = str(exc)
+        else:
+            reason = "the endpoint did not accept the export"
+        if result is MetricExportResult.FAILURE:
+            self.failures += 1
+            now = time.monotonic()
+            if now - self._warned_at >= self._warn_interval:
+                self._warned_at = now
+                _log.warning(
+                    "ensemble-otel: OTLP metric export failed (%s; %d failure(s) so far); the "
+                    "bot and the files are unaffected, export retries every interval", reason,
+                    self.failures,
+                )
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis=timeout_millis) if self.active else True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        if self.active:
+            self.inner.shutdown(timeout_millis=timeout_millis)
+
+
+def _protocol(signal: str) -> str:
+    env = os.environ
+    return (env.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or
+            env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc").strip().lower()
+
+
+def _otlp_metric_exporter(settings: Settings) -> MetricExporter:
+    """The SDK's OTLP exporter; it reads OTEL_EXPORTER_OTLP_* (headers, TLS, timeouts) itself."""
+    kwargs: dict[str, Any] = {}
+    if _protocol("METRICS") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        if settings.otlp_endpoint:
+            kwargs["endpoint"] = settings.otlp_endpoint
+        return OTLPMetricExporter(**kwargs)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HttpExporter,
+    )
+
+    if settings.otlp_endpoint:
+        kwargs["endpoint"] = settings.otlp_endpoint.rstrip("/") + "/v1/metrics"
+    return HttpExporter(**kwargs)
+
+
+def _otlp_log_exporter(settings: Settings) -> Any:
+    kwargs: dict[str, Any] = {}
+    if _protocol("LOGS") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+        if settings.otlp_endpoint:
+            kwargs["endpoint"] = settings.otlp_endpoint
+        return OTLPLogExporter(**kwargs)
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+        OTLPLogExporter as HttpLogExporter,
+    )
+
+    if settings.otlp_endpoint:
+        kwargs["endpoint"] = settings.otlp_endpoint.rstrip("/") + "/v1/logs"
+    return HttpLogExporter(**kwargs)
+
+
+class _StrategyLock:
+    """One live writer per (root, strategy): an advisory lock on a file under the root."""
+
+    def __init__(self, settings: Settings) -> None:
+        directory = settings.state_dir
+        ensure_dir(directory)
+        self.path = directory / f"{settings.strategy_id}.lock"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self._fd)
+            raise ConfigError(
+                "strategy_id", settings.strategy_id,
+                f"another live process (pid {holder}) already writes {settings.root} for this "
+                "strategy; use another strategy id or root, or stop that process",
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
+
+
+class Telemetry:
+    """One process's telemetry: heartbeat, health snapshots, events, OTel providers.
+
+    Attributes users touch: ``settings``, ``resource``, ``health``
+    (:class:`~ensemble_otel.health.HealthSnapshotEmitter`), ``events``
+    (:class:`~ensemble_otel.events.EventLog`), ``meter_provider``, ``logger_provider``,
+    and the methods ``force_flush()`` and ``shutdown()``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metric_readers: Sequence[MetricReader] = (),
+        log_exporters: Sequence[Any] = (),
+    ) -> None:
+        self.settings = settings
+        self.closed = False
+        self._shutdown_lock = threading.Lock()
+        self._lock = _StrategyLock(settings)
+        try:
+            self._start(settings, metric_readers, log_exporters)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _start(
+        self,
+        settings: Settings,
+        metric_readers: Sequence[MetricReader],
+        log_exporters: Sequence[Any],
+    ) -> None:
+        self.resource: Resource = build_resource(settings)
+        self.heartbeat = Heartbeat(settings, instance_id())
+        self._heartbeat_reader = PeriodicExportingMetricReader(
+            HeartbeatFileExporter(self.heartbeat),
+            export_interval_millis=settings.heartbeat_interval * 1000,
+        )
+        self._snapshot_reader = InMemoryMetricReader()
+        readers: list[MetricReader] = [self._heartbeat_reader, self._snapshot_reader]
+        self._guarded: list[GuardedExporter] = []
+        if settings.otlp_metrics:
+            guarded = GuardedExporter(_otlp_metric_exporter(settings))
+            self._guarded.append(guarded)
+            readers.append(PeriodicExportingMetricReader(
+                guarded, export_interval_millis=settings.metric_export_interval * 1000))
+        readers.extend(metric_readers)
+        self.meter_provider = MeterProvider(
+            metric_readers=readers, resource=self.resource, views=views())
+        meter = self.meter_provider.get_meter(SCOPE)
+        self.heartbeat.observe(meter)
+
+        self.logger_provider: Any = None
+        exporters = list(log_exporters)
+        if settings.otlp_logs or exporters:
+            from opentelemetry.sdk._logs import LoggerProvider
+            from opentelemetry.sdk._logs.export import (
+                BatchLogRecordProcessor,
+                SimpleLogRecordProcessor,
+            )
+
+            self.logger_provider = LoggerProvider(resource=self.resource)
+            if settings.otlp_logs:
+                self.logger_provider.add_log_record_processor(
+                    BatchLogRecordProcessor(_otlp_log_exporter(settings)))
+            for exporter in exporters:
+                self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+        self._bridge = None
+        if settings.logging_bridge and self.logger_provider is not None:
+            self._bridge = bridge_stdlib_logging(self.logger_provider)
+
+        self._appender = JsonlAppender(name="files")
+        self.health = HealthSnapshotEmitter(
+            settings, meter=meter, snapshot_reader=self._snapshot_reader,
+            appender=self._appender)
+        logger = (self.logger_provider.get_logger(SCOPE)
+                  if self.logger_provider is not None else None)
+        self.events = EventLog(settings, appender=self._appender, logger=logger)
+        self.heartbeat.on_beat.append(self._on_beat)
+
+        # the start-up beat, synchronously, before configure() returns; no network I/O
+        self._heartbeat_reader.collect()
+        self.heartbeat.state = "running"
+        notify.notify("READY=1")
+
+    def _on_beat(self, state: str) -> None:
+        if self.health.dirty:
+            self.health.save_state(fsync=True)
+        if notify.watchdog_enabled():
+            notify.notify("WATCHDOG=1")
+
+    def forked(self) -> None:
+        """In a forked child: stop touching the parent's files and exporters."""
+        self.heartbeat.active = False
+        self.health.active = False
+        self.events.active = False
+        for guarded in self._guarded:
+            guarded.active = False
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        ok = self.meter_provider.force_flush(timeout_millis)
+        if self.logger_provider is not None:
+            ok = self.logger_provider.force_flush(timeout_millis) and ok
+        self._appender.flush_pending()
+        return ok
+
+    def shutdown(self, timeout_millis: float = 10_000) -> None:
+        """Flush everything, write the ``stopped`` beat, release the lock. Idempotent."""
+        with self._shutdown_lock:
+            if self.closed:
+                return
+            self.closed = True
+        if self.heartbeat.active:
+            notify.notify("STOPPING=1")
+        self.heartbeat.state = "stopping"
+        self.health.close()
+        self.meter_provider.shutdown(timeout_millis=timeout_millis)
+        if self.logger_provider is not None:
+            self.logger_provider.shutdown()
+        if self._bridge is not None:
+            logging.getLogger().removeHandler(self._bridge)
+        self._appender.close()
+        self.heartbeat.state = "stopped"
+        self.heartbeat.write(time.time(), "stopped")
+        if self.heartbeat.active:
+            self._lock.release()
+
+
+class _NoopHealth:
+    def maybe_emit(self, ts: Any, **fields: Any) -> list[dict[str, Any]]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+class _NoopEvents:
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
+        return {}
+
+
+class NoopTelemetry:
+    """What ``configure()`` returns under ``OTEL_SDK_DISABLED=true``: no files, no threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.closed = False
+        self.health = _NoopHealth()
+        self.events = _NoopEvents()
+        self.resource = Resource.get_empty()
+        self.meter_provider = None
+        self.logger_provider = None
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 10_000) -> None:
+        self.closed = True
+
+
+# -- the process-wide current telemetry ---------------------------------------------------
+
+_current: Telemetry | NoopTelemetry | None = None
+_captured = False
+_state_lock = threading.RLock()
+
+
+def current() -> Telemetry | NoopTelemetry | None:
+    return _current
+
+
+def _comparable(settings: Settings) -> Settings:
+    return replace(settings, root=settings.root.resolve())
+
+
+def install(
+    settings: Settings,
+    *,
+    metric_readers: Sequence[MetricReader] = (),
+    log_exporters: Sequence[Any] = (),
+    captured: bool = False,
+) -> Telemetry | NoopTelemetry:
+    """Return the current telemetry for ``settings``, building it on first use."""
+    global _current, _captured
+    with _state_lock:
+        if _current is not None and not _current.closed:
+            if _captured or _comparable(_current.settings) == _comparable(settings):
+                return _current
+            raise ConfigError(
+                "configure", _describe(settings),
+                f"already configured with {_describe(_current.settings)}; call "
+                "ensemble_otel.shutdown() first",
+            )
+        built: Telemetry | NoopTelemetry = (
+            NoopTelemetry(settings) if settings.disabled else
+            Telemetry(settings, metric_readers=metric_readers, log_exporters=log_exporters))
+        _current = built
+        _captured = captured
+        return built
+
+
+def release(telemetry: Telemetry | NoopTelemetry) -> None:
+    """Shut ``telemetry`` down and forget it if it is the current one."""
+    global _current, _captured
+    with _state_lock:
+        telemetry.shutdown()
+        if _current is telemetry:
+            _current = None
+            _captured = False
+
+
+def _describe(s: Settings) -> str:
+    return f"strategy_id={s.strategy_id} schema_version={s.schema_version} root={s.root}"
+
+
+def _after_fork_in_child() -> None:
+    global _current, _captured
+    telemetry = _current
+    if isinstance(telemetry, Telemetry):
+        telemetry.forked()
+    _current = None
+    _captured = False
+
+
+def _at_exit() -> None:
+    telemetry = _current
+    if telemetry is not None:
+        try:
+            telemetry.shutdown(timeout_millis=5_000)
+        except Exception:
+            _log.exception("ensemble-otel: shutdown at exit failed")
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_at_exit)
