@@ -212,7 +212,8 @@ class Telemetry:
                 guarded, export_interval_millis=settings.metric_export_interval * 1000))
         readers.extend(metric_readers)
         self.meter_provider = MeterProvider(
-            metric_readers=readers, resource=self.resource, views=views())
+            metric_readers=readers, resource=self.resource, views=views(),
+            shutdown_on_exit=False)  # Telemetry.shutdown runs at exit, once, in order
         meter = self.meter_provider.get_meter(SCOPE)
         self.heartbeat.observe(meter)
 
@@ -225,7 +226,7 @@ class Telemetry:
                 SimpleLogRecordProcessor,
             )
 
-            self.logger_provider = LoggerProvider(resource=self.resource)
+            self.logger_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
             if settings.otlp_logs:
                 self.logger_provider.add_log_record_processor(
                     BatchLogRecordProcessor(_otlp_log_exporter(settings)))
