@@ -1,0 +1,3 @@
+"""Suite-wide pytest configuration (top level: plugins must be declared here)."""
+
+pytest_plugins = ["pytester"]
