@@ -1,0 +1,245 @@
+"""Read the records a report shows: health snapshots, heartbeats, events.
+
+Every line is checked (see checks.py); bad lines are skipped and listed with file:line and
+the reason. Nothing here raises on bad data: what is missing becomes a note on the page.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ensemble_otel.contract.registry import EVENT, HEARTBEAT, RECORD_KINDS_BY_NAME, RecordKind
+
+from .checks import parse_line
+from .layout import RecordFile, record_files, strategy_dir_hint
+from .times import parse_utc
+
+PERIODS: tuple[str, ...] = next(
+    f.enum for f in RECORD_KINDS_BY_NAME["health_snapshot_1h"].fields if f.name == "period"
+)
+MAX_LISTED_BAD_LINES = 500  # all are counted; this many are listed on the page
+MAX_LISTED_EVENTS = 50  # per strategy, the latest ones
+PARTITION_SLACK_S = 86400.0  # read neighbouring partitions too: a file is skipped only if
+# its whole span lies more than a day outside --from/--to
+
+
+def snapshot_kind(period: str) -> RecordKind:
+    if period not in PERIODS:
+        raise ValueError(f"period: {period!r} is not one of {', '.join(PERIODS)}")
+    return RECORD_KINDS_BY_NAME[f"health_snapshot_{period}"]
+
+
+@dataclass(slots=True)
+class FileStat:
+    """One file read: its path relative to the root, its kind, lines and bad lines."""
+
+    path: str
+    kind: str
+    lines: int = 0
+    bad: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    path: str
+    line: int
+    reason: str
+
+
+@dataclass(slots=True)
+class Validation:
+    """What the files held: counts per file, and the bad lines (listed up to a cap)."""
+
+    files: list[FileStat] = field(default_factory=list)
+    bad_lines: list[BadLine] = field(default_factory=list)
+    bad_total: int = 0
+
+    @property
+    def lines(self) -> int:
+        return sum(f.lines for f in self.files)
+
+    def bad(self, stat: FileStat, line: int, reason: str) -> None:
+        stat.bad += 1
+        self.bad_total += 1
+        if len(self.bad_lines) < MAX_LISTED_BAD_LINES:
+            self.bad_lines.append(BadLine(stat.path, line, reason))
+
+
+@dataclass(slots=True)
+class StrategyData:
+    """One strategy's records within the selection, oldest first."""
+
+    strategy_id: str
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # bucket start, unix seconds
+    heartbeat: dict[str, Any] | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)  # the latest, oldest first
+    event_count: int = 0
+    event_names: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)  # what is missing, in words
+
+
+@dataclass(slots=True)
+class Dataset:
+    root: Path
+    period: str
+    start: float | None
+    end: float | None
+    strategies: list[StrategyData]
+    validation: Validation
+    problems: list[str]  # report-wide: what is missing
+
+    @property
+    def records(self) -> int:
+        return sum(len(s.snapshots) for s in self.strategies)
+
+
+def _in_range(t: float, start: float | None, end: float | None) -> bool:
+    return (start is None or t >= start) and (end is None or t <= end)
+
+
+def _partition_wanted(rf: RecordFile, start: float | None, end: float | None) -> bool:
+    span = rf.span()
+    if span is None:
+        return True
+    lo, hi = span
+    if start is not None and hi + PARTITION_SLACK_S <= start:
+        return False
+    return not (end is not None and lo - PARTITION_SLACK_S > end)
+
+
+def _read_jsonl(
+    root: Path, rf: RecordFile, kind: RecordKind, validation: Validation,
+    expect: dict[str, str],
+) -> list[tuple[float, dict[str, Any]]]:
+    """Good records of one file with their time; bad lines go to `validation` with their reason."""
+    stat = FileStat(rf.path.relative_to(root).as_posix(), kind.name)
+    validation.files.append(stat)
+    try:
+        data = rf.path.read_bytes()
+    except OSError as exc:
+        validation.bad(stat, 0, f"cannot read the file: {exc.strerror or exc}")
+        return []
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out: list[tuple[float, dict[str, Any]]] = []
+    for number, line in enumerate(lines, start=1):
+        stat.lines += 1
+        record, reason = parse_line(kind, line)
+        if record is not None:
+            reason = _mismatch(record, expect)
+        if record is None or reason is not None:
+            validation.bad(stat, number, reason or "unusable record")
+            continue
+        try:
+            t = parse_utc(record["ts"])
+        except (TypeError, ValueError):
+            validation.bad(stat, number, f"ts: {record['ts']!r} is not an ISO-8601 date-time")
+            continue
+        out.append((t, record))
+    return out
+
+
+def _mismatch(record: dict[str, Any], expect: dict[str, str]) -> str | None:
+    for name, wanted in expect.items():
+        if record.get(name) != wanted:
+            return f"{name}: {record.get(name)!r} does not match the file's {wanted!r}"
+    return None
+
+
+def _read_heartbeat(root: Path, rf: RecordFile, validation: Validation) -> dict[str, Any] | None:
+    records = _read_jsonl(root, rf, HEARTBEAT, validation, {"strategy_id": rf.strategy_id})
+    return records[-1][1] if records else None
+
+
+def load(
+    root: Path,
+    *,
+    period: str = "1h",
+    strategies: list[str] | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> Dataset:
+    """Read everything the report needs under `root`. Never raises on bad data."""
+    kind = snapshot_kind(period)
+    validation = Validation()
+    problems: list[str] = []
+    if not root.is_dir():
+        problems.append(f"the root directory {root} does not exist (set PAPER_TRADING_ROOT "
+                        "or pass ROOT)")
+        found: dict[str, list[RecordFile]] = {}
+    else:
+        found = {}
+        for k in (kind, HEARTBEAT, EVENT):
+            for rf in record_files(root, k):
+                found.setdefault(rf.strategy_id, []).append(rf)
+    ids = list(dict.fromkeys(strategies)) if strategies else sorted(found)
+    if not ids and root.is_dir():
+        problems.append(
+            f"no records under {root}: looked for {strategy_dir_hint(kind)}<strategy>/, "
+            f"{strategy_dir_hint(HEARTBEAT)}<strategy>.json and {strategy_dir_hint(EVENT)}"
+            "<strategy>/"
+        )
+    if strategies and root.is_dir():
+        for sid in ids:
+            if sid not in found:
+                problems.append(f"strategy {sid!r} has no files under {root} (found: "
+                                f"{', '.join(sorted(found)) or 'none'})")
+    out: list[StrategyData] = []
+    for sid in ids:
+        out.append(_load_strategy(root, sid, kind, period, start, end, validation))
+    if ids and not any(s.snapshots for s in out):
+        problems.append(f"no {period} health snapshots to chart for "
+                        f"{', '.join(ids)} in the selection")
+    return Dataset(root, period, start, end, out, validation, problems)
+
+
+def _load_strategy(
+    root: Path, sid: str, kind: RecordKind, period: str,
+    start: float | None, end: float | None, validation: Validation,
+) -> StrategyData:
+    sd = StrategyData(sid)
+    exists = root.is_dir()
+    snap_files = record_files(root, kind, sid) if exists else []
+    rows: list[tuple[float, dict[str, Any]]] = []
+    for rf in snap_files:
+        if not _partition_wanted(rf, start, end):
+            continue
+        for t, rec in _read_jsonl(root, rf, kind, validation,
+                                  {"strategy_id": sid, "period": period}):
+            if _in_range(t, start, end):
+                rows.append((t, rec))
+    rows.sort(key=lambda r: r[0])  # stable: same-time records keep file order
+    sd.times = [t for t, _ in rows]
+    sd.snapshots = [r for _, r in rows]
+    where = f"{strategy_dir_hint(kind)}{sid}/"
+    if not snap_files:
+        sd.notes.append(f"no {period} health snapshot files ({where})")
+    elif not sd.snapshots:
+        sd.notes.append(f"no usable {period} health snapshots in the selection ({where})")
+
+    hb_files = record_files(root, HEARTBEAT, sid) if exists else []
+    if hb_files:
+        sd.heartbeat = _read_heartbeat(root, hb_files[0], validation)
+        if sd.heartbeat is None:
+            sd.notes.append(f"the heartbeat file {hb_files[0].path.relative_to(root)} is "
+                            "unusable (see the validation summary)")
+    else:
+        sd.notes.append(f"no heartbeat file ({strategy_dir_hint(HEARTBEAT)}{sid}.json)")
+
+    for rf in record_files(root, EVENT, sid) if exists else []:
+        if not _partition_wanted(rf, start, end):
+            continue
+        for t, rec in _read_jsonl(root, rf, EVENT, validation, {"strategy_id": sid}):
+            if _in_range(t, start, end):
+                sd.event_count += 1
+                sd.event_names[rec["event"]] += 1
+                sd.events.append(rec)
+                if len(sd.events) > 2 * MAX_LISTED_EVENTS:
+                    del sd.events[:MAX_LISTED_EVENTS]
+    sd.events = sd.events[-MAX_LISTED_EVENTS:]
+    return sd

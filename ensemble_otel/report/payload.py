@@ -1,0 +1,86 @@
+"""The data embedded in the page (`<script type="application/json" id="ensemble-data">`).
+
+Columns carry every selected record at full precision: the page downsamples for drawing
+only, and tests read these numbers back to compare them with the files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .charts import CHARTS, COLUMNS, NEGATIVE_COLOR
+from .load import Dataset, StrategyData
+from .summary import summarize
+from .times import iso
+
+PAYLOAD_VERSION = 1
+UPLOT_VERSION = "1.6.32"
+STALE_FACTOR = 3.0  # a heartbeat older than 3 intervals is stale (as `ensemble-otel heartbeat`)
+
+
+def heartbeat_status(hb: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
+    if hb is None:
+        return None
+    age = now - float(hb["unix"])
+    interval = float(hb.get("interval_s") or 0.0)
+    stale = interval > 0 and age > STALE_FACTOR * interval
+    return {**hb, "age_s": age, "stale": stale}
+
+
+def _strategy(sd: StrategyData, now: float) -> dict[str, Any]:
+    summary = summarize(sd.snapshots)
+    columns: dict[str, list[Any]] = {"t": sd.times}
+    for name in COLUMNS:
+        columns[name] = [r[name] for r in sd.snapshots]
+    return {
+        "id": sd.strategy_id,
+        "notes": sd.notes,
+        "heartbeat": heartbeat_status(sd.heartbeat, now),
+        "summary": summary.to_json() if summary else None,
+        "columns": columns,
+        "events": {
+            "count": sd.event_count,
+            "names": dict(sd.event_names.most_common()),
+            "latest": sd.events,
+        },
+    }
+
+
+def build(ds: Dataset, now: float) -> dict[str, Any]:
+    v = ds.validation
+    return {
+        "version": PAYLOAD_VERSION,
+        "generated_at": iso(now),
+        "generated_unix": now,
+        "root": str(ds.root),
+        "period": ds.period,
+        "from": iso(ds.start) if ds.start is not None else None,
+        "to": iso(ds.end) if ds.end is not None else None,
+        "problems": ds.problems,
+        "charts": [c.to_json() for c in CHARTS],
+        "negative_color": NEGATIVE_COLOR,
+        "uplot_version": UPLOT_VERSION,
+        "validation": {
+            "files": len(v.files),
+            "lines": v.lines,
+            "bad": v.bad_total,
+            "per_file": [
+                {"path": f.path, "kind": f.kind, "lines": f.lines, "bad": f.bad} for f in v.files
+            ],
+            "bad_lines": [
+                {"path": b.path, "line": b.line, "reason": b.reason} for b in v.bad_lines
+            ],
+        },
+        "strategies": [_strategy(sd, now) for sd in ds.strategies],
+    }
+
+
+def to_script_json(payload: dict[str, Any]) -> str:
+    """JSON safe inside a <script> element.
+
+    "<" only occurs inside JSON strings, so writing it as the escape "\\u003c" keeps the
+    value and makes "</script>" and "<!--" impossible in the element's text.
+    """
+    return orjson.dumps(payload).decode().replace("<", "\\u003c")
