@@ -1,0 +1,143 @@
+"""configure(): one call, idempotent, flushes at shutdown and at interpreter exit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import orjson
+import pytest
+
+import ensemble_otel
+from ensemble_otel import ConfigError, Telemetry
+
+
+def test_same_settings_return_the_same_object(root: Path) -> None:
+    first = ensemble_otel.configure(root=root, strategy_id="s1", heartbeat_interval=3600)
+    assert isinstance(first, Telemetry)
+    assert ensemble_otel.configure(root=root, strategy_id="s1", heartbeat_interval=3600) is first
+    assert ensemble_otel.get_telemetry() is first
+
+
+def test_same_settings_from_environment(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAPER_TRADING_ROOT", str(root))
+    monkeypatch.setenv("ENSEMBLE_STRATEGY_ID", "s1")
+    first = ensemble_otel.configure()
+    assert ensemble_otel.configure() is first
+    assert ensemble_otel.configure(strategy_id="s1") is first  # argument equal to the env
+
+
+def test_relative_and_absolute_root_are_the_same(in_tmp_cwd: Path) -> None:
+    first = ensemble_otel.configure(root="out", strategy_id="s1")
+    assert ensemble_otel.configure(root=in_tmp_cwd / "out", strategy_id="s1") is first
+
+
+def test_default_root_is_relative_to_the_working_directory(in_tmp_cwd: Path) -> None:
+    ensemble_otel.configure(strategy_id="s1")
+    assert (in_tmp_cwd / "paper_trading_outputs" / "logs" / "heartbeat" / "s1.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"strategy_id": "s2"}, {"schema_version": "2.0"}, {"heartbeat_interval": 5},
+     {"environment": "live"}, {"root": "elsewhere"}],
+)
+def test_different_settings_raise(root: Path, change: dict[str, object]) -> None:
+    settings: dict[str, object] = {"root": root, "strategy_id": "s1", "heartbeat_interval": 3600}
+    first = ensemble_otel.configure(**settings)
+    if change.get("root") == "elsewhere":
+        change = {"root": root.parent / "elsewhere"}
+    with pytest.raises(ConfigError) as info:
+        ensemble_otel.configure(**{**settings, **change})
+    text = str(info.value)
+    assert "already configured" in text and "shutdown()" in text
+    assert info.value.field == "configure"
+    assert ensemble_otel.get_telemetry() is first  # the running one is untouched
+
+
+def test_bad_settings_raise_and_configure_nothing(root: Path) -> None:
+    with pytest.raises(ConfigError, match="strategy_id"):
+        ensemble_otel.configure(root=root, strategy_id="a/b")
+    assert ensemble_otel.get_telemetry() is None
+    assert not root.exists()
+
+
+def test_shutdown_then_configure_again(root: Path) -> None:
+    first = ensemble_otel.configure(root=root, strategy_id="s1")
+    ensemble_otel.shutdown()
+    assert first.closed
+    second = ensemble_otel.configure(root=root, strategy_id="s2")
+    assert second is not first and second.settings.strategy_id == "s2"
+
+
+def test_shutdown_is_idempotent(root: Path) -> None:
+    telemetry = ensemble_otel.configure(root=root, strategy_id="s1")
+    threads = threading.active_count()
+    telemetry.shutdown()
+    telemetry.shutdown()
+    ensemble_otel.shutdown()
+    ensemble_otel.shutdown()  # nothing configured: a no-op
+    assert threading.active_count() < threads  # the heartbeat reader's thread is gone
+
+
+def test_no_otlp_exporter_unless_configured(root: Path) -> None:
+    telemetry = ensemble_otel.configure(root=root, strategy_id="s1")
+    assert isinstance(telemetry, Telemetry)
+    assert telemetry._guarded == []
+    assert not telemetry.settings.otlp_metrics and not telemetry.settings.otlp_logs
+    assert telemetry.logger_provider is None
+
+
+def test_emit_event_configures_from_the_environment(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAPER_TRADING_ROOT", str(root))
+    monkeypatch.setenv("ENSEMBLE_STRATEGY_ID", "auto")
+    record = ensemble_otel.emit_event("started", version=3)
+    assert record["strategy_id"] == "auto"
+    files = list((root / "logs" / "events" / "auto").glob("*.jsonl"))
+    assert len(files) == 1
+    assert orjson.loads(files[0].read_bytes())["version"] == 3
+
+
+def test_public_api_is_listed() -> None:
+    for name in ensemble_otel.__all__:
+        assert hasattr(ensemble_otel, name), name
+    assert {"configure", "shutdown", "emit_event", "ConfigError", "Telemetry"} <= set(
+        ensemble_otel.__all__)
+
+
+BOT_WITHOUT_SHUTDOWN = textwrap.dedent(
+    """
+    import sys
+    import ensemble_otel
+    from opentelemetry import metrics
+
+    telemetry = ensemble_otel.configure(root=sys.argv[1], strategy_id="exiter")
+    assert metrics.get_meter_provider() is telemetry.meter_provider
+    telemetry.health.maybe_emit(1_700_000_000, equity=100.0, traded_notional=5.0)
+    telemetry.events.emit("about_to_exit")
+    print("configured", flush=True)
+    # no shutdown(): interpreter exit must flush, write 'stopped' and release the lock
+    """
+)
+
+
+def test_shutdown_runs_at_interpreter_exit(root: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENSEMBLE_", "OTEL_"))}
+    done = subprocess.run([sys.executable, "-c", BOT_WITHOUT_SHUTDOWN, str(root)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "configured\n"
+    beat = orjson.loads((root / "logs" / "heartbeat" / "exiter.json").read_bytes())
+    assert beat["state"] == "stopped"
+    state = orjson.loads((root / "state" / "health" / "exiter.json").read_bytes())
+    assert state["buckets"]["1h"]["bars"] == 1
+    assert state["buckets"]["1h"]["notional"] == 5.0
+    # the lock was released: this process can take the strategy over
+    telemetry = ensemble_otel.configure(root=root, strategy_id="exiter")
+    assert telemetry.health.peak == 100.0
