@@ -1,4 +1,8 @@
-"""Offline checks of deploy/: helpers shared by the tests in this folder."""
+"""Offline checks of deploy/: helpers shared by the tests in this folder.
+
+A plain module (not a conftest) so its name cannot clash with the other test folders'
+conftest modules; `require_binary` has the same contract as tests/integration/conftest.py's.
+"""
 
 from __future__ import annotations
 
