@@ -374,10 +374,31 @@ class Collector(_Process):
         assert status == 200, f"scrape of {self.name} answered {status}"
         return body.decode()
 
+    def samples(self) -> list[Sample]:
+        """The prometheus exporter's current samples, parsed."""
+        return exposition_samples(self.scrape())
+
     def own_metrics(self) -> str:
         status, body = http_get(self.own_metrics_url)
         assert status == 200, f"own metrics of {self.name} answered {status}"
         return body.decode()
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample of a Prometheus text exposition."""
+
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+def exposition_samples(text: str) -> list[Sample]:
+    """Every sample in a Prometheus text exposition (parsed by prometheus_client)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [Sample(s.name, dict(s.labels), float(s.value))
+            for family in text_string_to_metric_families(text) for s in family.samples]
 
 
 def make_collector(
@@ -550,7 +571,7 @@ BOT_PROGRAM = textwrap.dedent('''
     telemetry = ensemble_otel.configure()
     start = cfg["first_bar"]
     equity, peak, notional = cfg["equity0"], 0.0, 0.0
-    latencies, events, produced = [], 0, []
+    latencies, events, produced, records = [], 0, [], {}
     progress = Path(cfg["progress"])
     for i in range(cfg["bars"]):
         gate = cfg.get("gates", {}).get(str(i))
@@ -564,7 +585,7 @@ BOT_PROGRAM = textwrap.dedent('''
         notional += traded
         ts = start + i * cfg["bar_seconds"]
         t0 = time.perf_counter()
-        telemetry.health.maybe_emit(
+        written = telemetry.health.maybe_emit(
             ts, equity=equity, realized_pnl=round(equity - cfg["equity0"], 6),
             unrealized_pnl=float(i % 7), traded_notional=traded, open_positions=i % 3,
             risk_warnings=1 if i % 10 == 9 else 0)
@@ -572,11 +593,14 @@ BOT_PROGRAM = textwrap.dedent('''
             telemetry.events.emit("bar_done", seq=events, bar=i)
             events += 1
         latencies.append(time.perf_counter() - t0)
+        for record in written:
+            records[record["period"]] = records.get(record["period"], 0) + 1
         produced.append({"bar": i, "ts": ts, "equity": equity, "wall": time.time()})
         time.sleep(cfg["pause"])
     last = produced[-1]
     result = {
         "bars": cfg["bars"], "events": events, "latencies": latencies, "produced": produced,
+        "records": records, "risk_warnings": sum(1 for i in range(cfg["bars"]) if i % 10 == 9),
         "equity": last["equity"], "peak": peak, "drawdown": 1 - last["equity"] / peak,
         "traded_notional": notional, "last_ts": last["ts"],
         "realized_pnl": round(last["equity"] - cfg["equity0"], 6),
@@ -597,7 +621,7 @@ class BotRun:
     The result has ``bars``, ``events``, ``latencies`` (seconds per bar), ``produced``
     (per bar: bar, ts, equity, wall), and the final ``equity``, ``peak``, ``drawdown``,
     ``traded_notional``, ``realized_pnl``, ``unrealized_pnl``, ``open_positions``,
-    ``last_ts``.
+    ``risk_warnings``, ``last_ts``; ``records`` counts the health records written per period.
     """
 
     proc: subprocess.Popen[bytes]
