@@ -253,7 +253,7 @@ class Telemetry:
     def _on_beat(self, state: str) -> None:
         if self.health.dirty:
             self.health.save_state(fsync=True)
-        if notify.watchdog_enabled():
+        if state == "running" and notify.watchdog_enabled():  # after READY=1, before STOPPING=1
             notify.notify("WATCHDOG=1")
 
     def forked(self) -> None:
