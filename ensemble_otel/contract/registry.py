@@ -226,3 +226,14 @@ EVENT = RecordKind(
 
 RECORD_KINDS: tuple[RecordKind, ...] = (HEARTBEAT, HEALTH_1H, HEALTH_24H, EVENT)
 RECORD_KINDS_BY_NAME: dict[str, RecordKind] = {k.name: k for k in RECORD_KINDS}
+
+PERIOD_FIELD = "period"
+
+
+def kind_period(kind: RecordKind) -> str | None:
+    """The bucket period of a snapshot kind (the `period` value naming its directory)."""
+    for f in kind.fields:
+        if f.name == PERIOD_FIELD:
+            segments = kind.path.split("/")
+            return next((p for p in f.enum if p in segments), None)
+    return None

@@ -11,8 +11,9 @@ Rules the schemas encode, for every kind:
 
 - ``additionalProperties: false``, except for kinds whose registry entry allows the
   caller's own fields (events): there the metadata fields are still typed;
-- every string field is non-empty; timestamps are ISO-8601 UTC (``format: date-time`` and a
-  pattern ending in ``Z`` or ``+00:00``);
+- every string field is non-empty; timestamps are ISO-8601 UTC (``format: date-time``
+  and a pattern ending in ``Z`` or ``+00:00``); a snapshot's ``period`` is the one its
+  directory names;
 - numbers are JSON numbers, hence finite (``NaN``/``Infinity`` are not JSON; the validator
   rejects those tokens even though Python's ``json`` module reads them).
 """
@@ -29,11 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from ensemble_otel.contract.registry import (
+    PERIOD_FIELD,
     RECORD_KINDS,
     RECORD_KINDS_BY_NAME,
     UTC_TIMESTAMP_PATTERN,
     Field,
     RecordKind,
+    kind_period,
 )
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -46,12 +49,19 @@ def file_name(kind: RecordKind) -> str:
     return f"{kind.name}.schema.json"
 
 
-def field_schema(field: Field) -> dict[str, Any]:
+def field_enum(kind: RecordKind, field: Field) -> tuple[str, ...]:
+    """The values a field may take in this kind: a snapshot's period is its directory's."""
+    period = kind_period(kind)
+    return (period,) if field.name == PERIOD_FIELD and period is not None else field.enum
+
+
+def field_schema(field: Field, kind: RecordKind) -> dict[str, Any]:
     """The JSON Schema of one record field."""
     schema: dict[str, Any] = {"description": field.description}
     schema["type"] = [field.type, "null"] if field.nullable else field.type
-    if field.enum:
-        schema["enum"] = [*field.enum, None] if field.nullable else list(field.enum)
+    enum = field_enum(kind, field)
+    if enum:
+        schema["enum"] = [*enum, None] if field.nullable else list(enum)
     elif field.type == "string":
         schema["minLength"] = 1
     if field.format == "date-time":
@@ -74,7 +84,7 @@ def build(kind: RecordKind) -> dict[str, Any]:
         "title": kind.name,
         "description": kind.description,
         "type": "object",
-        "properties": {f.name: field_schema(f) for f in kind.fields},
+        "properties": {f.name: field_schema(f, kind) for f in kind.fields},
         "required": [f.name for f in kind.fields if f.required],
         "additionalProperties": kind.additional_fields,
     }

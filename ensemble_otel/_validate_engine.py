@@ -1,0 +1,679 @@
+"""The validation engine: files -> byte ranges -> checked lines -> cross-line checks.
+
+A file is cut into ranges at newlines; each range is checked on its own (in worker
+processes when the input is large), giving per-line problems plus what the cross-line
+rules need (bucket keys, schema versions). The parent merges the ranges in file order, so
+line numbers and "first seen at" references are exact.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import compress, filterfalse, repeat
+from operator import attrgetter, itemgetter, not_
+from typing import Any
+
+import msgspec
+
+from ensemble_otel import _validate_rules as rules
+from ensemble_otel.contract.registry import RECORD_KINDS, RECORD_KINDS_BY_NAME, RecordKind
+
+CHUNK_BYTES = 8 << 20
+PARALLEL_MIN_BYTES = 24 << 20
+STDIN = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken rule. ``line`` is 0 for a problem with the file itself."""
+
+    file: str
+    line: int
+    rule: str
+    message: str
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+
+@dataclass(slots=True)
+class Report:
+    """The outcome of a validation run."""
+
+    strict: bool
+    files: int = 0
+    lines: int = 0
+    records: int = 0
+    bytes: int = 0
+    violations: list[Violation] = field(default_factory=list)  # the first ``cap``
+    violation_count: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def omitted(self) -> int:
+        return self.violation_count - len(self.violations)
+
+    @property
+    def exit_code(self) -> int:
+        if self.unreadable:
+            return 2
+        return 1 if self.violation_count else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One input: a file (or stdin) and what its location says about its records."""
+
+    name: str  # as shown in messages
+    path: str | None  # None: standard input
+    size: int
+    expect: rules.Expect
+    document: bool = False  # a whole-file JSON document (the heartbeat), not JSONL
+
+
+# --- finding inputs ------------------------------------------------------------------------
+
+
+_DATE_PLACEHOLDERS = {
+    "{YYYY-MM-DD}": r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})",
+    "{YYYY-MM}": r"(?P<date>[0-9]{4}-[0-9]{2})",
+}
+
+
+def _location_regex(kind: RecordKind) -> re.Pattern[str]:
+    pattern = re.escape(kind.path)
+    pattern = pattern.replace(re.escape("{strategy_id}"), r"(?P<strategy_id>[^/]+)")
+    for placeholder, group in _DATE_PLACEHOLDERS.items():
+        pattern = pattern.replace(re.escape(placeholder), group)
+    return re.compile(r"(?:^|/)" + pattern + r"\Z")
+
+
+LOCATIONS: tuple[tuple[re.Pattern[str], RecordKind], ...] = tuple(
+    (_location_regex(kind), kind) for kind in RECORD_KINDS
+)
+
+
+def expect_for(path: str) -> tuple[rules.Expect, Violation | None]:
+    """What the location of ``path`` says about its records (and a bad file-name date)."""
+    posix = os.path.abspath(path).replace(os.sep, "/")
+    for regex, kind in LOCATIONS:
+        m = regex.search(posix)
+        if m is None:
+            continue
+        groups = m.groupdict()
+        date = groups.get("date")
+        directory = posix[m.start():].lstrip("/").rsplit("/", 1)[0] + "/"
+        expect = rules.Expect(kind.name, groups.get("strategy_id"), date, directory,
+                              posix.rsplit("/", 1)[-1])
+        if date is not None and not rules.valid_date(date if len(date) == 10 else date + "-01"):
+            bad = Violation(path, 0, "file-date", f"file name: {date} is not a calendar date")
+            return rules.Expect(kind.name, groups.get("strategy_id")), bad
+        return expect, None
+    return rules.NO_EXPECT, None
+
+
+def _is_document(path: str, expect: rules.Expect) -> bool:
+    if expect.kind is not None:
+        return not RECORD_KINDS_BY_NAME[expect.kind].path.endswith(".jsonl")
+    return path.endswith(".json")
+
+
+def _wanted(path: str) -> bool:
+    """Inside a directory: every ``*.jsonl``, and ``*.json`` at a record kind's location."""
+    if path.endswith(".jsonl"):
+        return True
+    return path.endswith(".json") and expect_for(path)[0].kind is not None
+
+
+def discover(paths: Sequence[str]) -> tuple[list[str], list[Violation]]:
+    """Files to read, in a stable order, and the paths that cannot be read."""
+    files: list[str] = []
+    errors: list[Violation] = []
+    for path in paths:
+        if path == STDIN:
+            files.append(STDIN)
+        elif os.path.isdir(path):
+            for top, dirs, names in os.walk(path, onerror=_walk_error(errors, path)):
+                dirs.sort()
+                files.extend(os.path.join(top, n) for n in sorted(names)
+                             if _wanted(os.path.join(top, n)))
+        elif os.path.lexists(path):
+            files.append(path)
+        else:
+            errors.append(Violation(path, 0, "read-error",
+                                    "cannot read: no such file or directory"))
+    return files, errors
+
+
+def _walk_error(errors: list[Violation], root: str) -> Callable[[OSError], None]:
+    def record(exc: OSError) -> None:
+        errors.append(_read_error(exc.filename or root, exc))
+    return record
+
+
+def _read_error(path: str, exc: OSError) -> Violation:
+    reason = exc.strerror or str(exc)
+    if os.path.islink(path) and not os.path.exists(path):
+        reason = f"broken symbolic link to {os.readlink(path)}"
+    return Violation(path, 0, "read-error", f"cannot read: {reason}")
+
+
+def open_sources(files: Iterable[str], stdin: Callable[[], bytes]
+                 ) -> tuple[list[Source], dict[int, bytes], list[Violation]]:
+    """Sources (stat'ed, location known), stdin's bytes by index, and unreadable files."""
+    sources: list[Source] = []
+    data: dict[int, bytes] = {}
+    errors: list[Violation] = []
+    for path in files:
+        if path == STDIN:
+            blob = stdin()
+            data[len(sources)] = blob
+            sources.append(Source("<stdin>", None, len(blob), rules.NO_EXPECT))
+            continue
+        try:
+            with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                fh.read(1)  # a directory or an unreadable device fails here
+        except OSError as exc:
+            errors.append(_read_error(path, exc))
+            continue
+        expect, bad = expect_for(path)
+        if bad is not None:
+            errors.append(bad)
+        sources.append(Source(path, path, size, expect, _is_document(path, expect)))
+    return sources, data, errors
+
+
+# --- byte ranges ---------------------------------------------------------------------------
+
+
+def ranges(path: str, size: int, chunk: int = CHUNK_BYTES) -> list[tuple[int, int]]:
+    """Cut ``[0, size)`` into ranges of about ``chunk`` bytes that end after a newline."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    with open(path, "rb") as fh:
+        while size - start > chunk:
+            pos = start + chunk
+            fh.seek(pos)
+            while True:
+                block = fh.read(1 << 16)
+                if not block:
+                    pos = size
+                    break
+                nl = block.find(b"\n")
+                if nl >= 0:
+                    pos += nl + 1
+                    break
+                pos += len(block)
+            out.append((start, pos))
+            start = pos
+    if start < size or not out:
+        out.append((start, size))
+    return out
+
+
+# --- checking one range --------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RangeResult:
+    """What one byte range gave. Line numbers are 0-based within the range."""
+
+    lines: int = 0
+    records: int = 0
+    problems: list[tuple[int, rules.Problem]] = field(default_factory=list)
+    problem_count: int = 0
+    # (strategy_id, period, canonical ts) of bucket records, and their lines
+    buckets: list[tuple[str, str, str]] = field(default_factory=list)
+    bucket_lines: list[int] = field(default_factory=list)
+    # (strategy_id, schema_version) -> [first line, count]
+    versions: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    read_error: str | None = None
+
+    def add(self, line: int, problem: rules.Problem, cap: int) -> None:
+        self.problem_count += 1
+        if cap <= 0 or len(self.problems) < cap:
+            self.problems.append((line, problem))
+
+
+_TS = attrgetter("ts")
+_SID = attrgetter("strategy_id")
+_VERSION = attrgetter("schema_version")
+_DATE = itemgetter(slice(10))
+
+
+def _sniffed_decoder(line: bytes) -> Any:
+    for needle, kind in rules.SNIFF:
+        if needle in line:
+            return rules.record_decoder(kind).decode
+    return None
+
+
+def check_bytes(data: bytes, source: Source, strict: bool, last: bool, cap: int) -> RangeResult:
+    """Check one range of complete lines (the last range may end without a newline)."""
+    result = RangeResult()
+    if source.document:
+        lines = [data]
+        unterminated = False
+    else:
+        lines = data.split(b"\n")
+        unterminated = lines[-1] != b""
+        if not unterminated:
+            lines.pop()
+    result.lines = len(lines)
+    try:
+        data.decode("utf-8")
+        utf8_ok = True
+    except UnicodeDecodeError:
+        utf8_ok = False
+
+    expect = source.expect
+    by_kind: dict[str, tuple[list[Any], list[int]]]
+    if not strict:
+        by_kind = {"": _decode_all(lines, rules.meta_decoder.decode, utf8_ok)}
+    elif expect.kind is not None:
+        decode = rules.record_decoder(expect.kind).decode
+        by_kind = {expect.kind: _decode_all(lines, decode, utf8_ok)}
+    else:
+        by_kind = _decode_sniffed(lines, utf8_ok)
+    bad = _bad_lines(len(lines), [idx for _, idx in by_kind.values()])
+    result.records = sum(len(idx) for _, idx in by_kind.values())
+
+    last_index = len(lines) - 1
+    for i in bad:
+        line = lines[i]
+        if last and unterminated and i == last_index and _is_torn(line):
+            result.add(i, _torn(line), cap)
+            continue
+        for problem in rules.diagnose(line, strict, expect, _fallback(line, source, strict)):
+            result.add(i, problem, cap)
+    if strict and last and unterminated and last_index not in bad:
+        result.add(last_index, rules.Problem(
+            "no-newline", "no newline at the end of the file: a complete record, but the "
+            "next append would join it"), cap)
+
+    if strict:
+        for kind_name, (recs, idx) in by_kind.items():
+            _cross_line(kind_name, recs, idx, expect, result, cap)
+    return result
+
+
+def _is_torn(line: bytes) -> bool:
+    problem = rules.parse(line)[1]
+    return problem is not None and problem.rule in ("json", "utf-8")
+
+
+def _torn(line: bytes) -> rules.Problem:
+    return rules.Problem(
+        "torn-line", f"torn last line: {len(line)} bytes without a newline that are not a "
+        "complete JSON object (the writer was interrupted mid-line)")
+
+
+def _fallback(line: bytes, source: Source, strict: bool) -> Callable[[], str]:
+    def describe() -> str:
+        try:
+            if not strict:
+                rules.meta_decoder.decode(line)
+            else:
+                decoder = (rules.record_decoder(source.expect.kind) if source.expect.kind
+                           else None)
+                if decoder is None:
+                    return "the record matches no kind"
+                decoder.decode(line)
+        except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+            return str(exc)
+        return "the record breaks a rule"
+    return describe
+
+
+def _bad_lines(n: int, good_lists: list[list[int]]) -> list[int]:
+    good = sum(len(g) for g in good_lists)
+    if good == n:
+        return []
+    seen = set().union(*good_lists) if good_lists else set()
+    return [i for i in range(n) if i not in seen]
+
+
+def _decode_all(lines: list[bytes], decode: Callable[[bytes], Any], utf8_ok: bool
+                ) -> tuple[list[Any], list[int]]:
+    """Decode every line; (records, their line indices). Failing lines are left out."""
+    n = len(lines)
+    if utf8_ok:
+        try:
+            return list(map(decode, lines)), list(range(n))  # all good: the common case
+        except Exception:  # some line is bad: go line by line below
+            pass
+    recs: list[Any] = []
+    idx: list[int] = []
+    add_rec, add_idx = recs.append, idx.append
+    start = j = 0
+    while start < n:
+        try:
+            if utf8_ok:
+                for j in range(start, n):
+                    add_rec(decode(lines[j]))
+                    add_idx(j)
+            else:
+                for j in range(start, n):
+                    line = lines[j]
+                    line.decode("utf-8")
+                    add_rec(decode(line))
+                    add_idx(j)
+            break
+        except Exception:  # any failure is diagnosed later, line by line
+            start = j + 1
+    return recs, idx
+
+
+def _decode_sniffed(lines: list[bytes], utf8_ok: bool) -> dict[str, tuple[list[Any], list[int]]]:
+    """Decode lines of any kind: grouped by the sniffed kind, else told by their fields."""
+    out: dict[str, tuple[list[Any], list[int]]] = {}
+    rest = list(range(len(lines)))
+    failed: list[int] = []
+    for needle, kind in rules.SNIFF:
+        if not rest:
+            break
+        flags = [needle in lines[i] for i in rest]
+        mine = list(compress(rest, flags))
+        if not mine:
+            continue
+        rest = [] if len(mine) == len(rest) else list(compress(rest, map(not_, flags)))
+        recs, local = _decode_all([lines[i] for i in mine], rules.record_decoder(kind).decode,
+                                  utf8_ok)
+        idx = [mine[k] for k in local]
+        if len(idx) != len(mine):
+            failed.extend(set(mine).difference(idx))
+        got = out.setdefault(kind, ([], []))
+        got[0].extend(recs)
+        got[1].extend(idx)
+    failed.extend(rest)
+    if failed:
+        for i in sorted(failed):
+            _decode_exact(lines[i], i, out)
+        for kind, (recs, idx) in out.items():
+            order = sorted(range(len(idx)), key=idx.__getitem__)
+            out[kind] = ([recs[k] for k in order], [idx[k] for k in order])
+    return out
+
+
+def _decode_exact(line: bytes, i: int, out: dict[str, tuple[list[Any], list[int]]]) -> None:
+    obj, _ = rules.parse(line)
+    if obj is None:
+        return
+    kind = rules.kind_of(obj)
+    if kind is None:
+        return
+    try:
+        rec = rules.record_decoder(kind).decode(line)
+    except Exception:  # diagnosed later
+        return
+    out[kind][0].append(rec)
+    out[kind][1].append(i)
+
+
+def _cross_line(kind_name: str, recs: list[Any], idx: list[int], expect: rules.Expect,
+                result: RangeResult, cap: int) -> None:
+    """Rules over the decoded records of a range: string patterns and calendar dates, the
+    file's location, then what the merge needs (schema versions, bucket keys)."""
+    if not recs:
+        return
+    kind = RECORD_KINDS_BY_NAME[kind_name]
+    fields = {f.name: f for f in kind.fields}
+    bad: dict[int, list[rules.Problem]] = {}
+    for name, regex, is_ts in rules.pattern_fields(kind_name):
+        get = attrgetter(name)
+        values = set(map(get, recs))
+        wrong = set(filterfalse(regex.search, values))
+        if is_ts:
+            dates = set(map(_DATE, values))
+            no_date = set(filterfalse(rules.valid_date, dates))
+            if no_date:
+                wrong.update(v for v in values if v[:10] in no_date)
+        if wrong:
+            for j, r in enumerate(recs):
+                if get(r) in wrong:
+                    problem = rules.check_field(kind, fields[name], get(r))
+                    if problem is not None:
+                        bad.setdefault(j, []).append(problem)
+    location_ok = (
+        (expect.strategy_id is None or set(map(_SID, recs)) == {expect.strategy_id})
+        and (expect.date is None or set(map(itemgetter(slice(len(expect.date))),
+                                            map(_TS, recs))) == {expect.date})
+    )
+    if not location_ok:
+        for j, r in enumerate(recs):
+            problems = rules.check_location(r, expect, kind_name)
+            if problems:
+                bad.setdefault(j, []).extend(problems)
+    if bad:
+        for j in sorted(bad):
+            for problem in bad[j]:
+                result.add(idx[j], problem, cap)
+        keep = [j for j in range(len(recs)) if j not in bad]
+        recs = [recs[j] for j in keep]
+        idx = [idx[j] for j in keep]
+        if not recs:
+            return
+
+    pairs = list(zip(map(_SID, recs), map(_VERSION, recs), strict=True))
+    first = dict(zip(reversed(pairs), reversed(idx), strict=True))  # the earliest line wins
+    for pair, count in Counter(pairs).items():
+        result.versions[pair] = [first[pair], count]
+    if kind_name in rules.BUCKET_KINDS:
+        stamps = list(map(_TS, recs))
+        if set(map(len, stamps)) != {rules.CANONICAL_TS_LENGTH}:
+            stamps = list(map(rules.bucket_ts, stamps))
+        period = rules.kind_period_of(kind_name)
+        result.buckets.extend(zip(map(_SID, recs), repeat(period), stamps, strict=False))
+        result.bucket_lines.extend(idx)
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+# source index, path, start, end, last range of the file, strict, cap
+Job = tuple[int, str, int, int, bool, bool, int]
+
+
+def _run_job(job: Job, sources: Sequence[Source]) -> RangeResult:
+    index, path, start, end, last, strict, cap = job
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            data = fh.read(end - start)
+    except OSError as exc:
+        return RangeResult(read_error=exc.strerror or str(exc))
+    if len(data) != end - start:
+        last = True  # the file shrank while being read
+    return check_bytes(data, sources[index], strict, last, cap)
+
+
+_WORKER_SOURCES: Sequence[Source] = ()
+
+
+def _worker_init(sources: Sequence[Source]) -> None:
+    global _WORKER_SOURCES
+    _WORKER_SOURCES = sources
+
+
+def _worker_job(job: Job) -> RangeResult:
+    return _run_job(job, _WORKER_SOURCES)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _results(sources: Sequence[Source], data: dict[int, bytes], strict: bool, cap: int,
+             workers: int) -> Iterator[tuple[int, RangeResult, int]]:
+    """(source index, result, bytes) in source order, range order."""
+    jobs: list[Job] = []
+    for index, src in enumerate(sources):
+        if index in data or src.path is None:
+            continue
+        if src.document or src.size <= CHUNK_BYTES:
+            spans = [(0, src.size)]
+        else:
+            try:
+                spans = ranges(src.path, src.size)
+            except OSError:
+                spans = [(0, src.size)]
+        for k, (start, end) in enumerate(spans):
+            jobs.append((index, src.path, start, end, k == len(spans) - 1, strict, cap))
+    total = sum(s.size for s in sources)
+    pool = None
+    if workers > 1 and len(jobs) > 1 and total >= PARALLEL_MIN_BYTES:
+        pool = _context().Pool(min(workers, len(jobs)), _worker_init, (list(sources),))
+    try:
+        stream: Iterator[RangeResult] = (
+            pool.imap(_worker_job, jobs) if pool is not None
+            else (_run_job(job, sources) for job in jobs)
+        )
+        pending = iter(zip(jobs, stream, strict=True))
+        for index in range(len(sources)):
+            if index in data:
+                blob = data[index]
+                yield index, check_bytes(blob, sources[index], strict, True, cap), len(blob)
+                continue
+            while True:
+                job_and_result = next(pending, None)
+                if job_and_result is None:
+                    break
+                job, result = job_and_result
+                yield job[0], result, job[3] - job[2]
+                if job[4]:
+                    break
+    finally:
+        if pool is not None:
+            pool.terminate()
+
+
+def validate(paths: Sequence[str], *, strict: bool = False, cap: int = 50,
+             workers: int | None = None, stdin: Callable[[], bytes] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> Report:
+    """Validate files, directories (recursively) and ``-`` (standard input).
+
+    ``cap`` bounds the violations kept (0: all); the count covers all of them.
+    ``progress(done, total)`` is called with bytes after each range.
+    """
+    read_stdin = stdin or (lambda: __import__("sys").stdin.buffer.read())
+    files, errors = discover(paths)
+    sources, data, open_errors = open_sources(files, read_stdin)
+    errors += open_errors
+    report = Report(strict=strict, files=len(sources))
+    report.bytes = sum(s.size for s in sources)
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    merger = _Merger(report, sources, cap)
+    for v in errors:
+        merger.file_problem(v)
+    done = 0
+    for index, result, nbytes in _results(sources, data, strict, cap, workers):
+        merger.add(index, result)
+        done += nbytes
+        if progress is not None:
+            progress(done, report.bytes)
+    merger.finish()
+    return report
+
+
+_LINE_BITS = 40
+_LINE_MASK = (1 << _LINE_BITS) - 1
+
+
+class _Merger:
+    """Turns range results, in order, into a report with exact line numbers."""
+
+    def __init__(self, report: Report, sources: Sequence[Source], cap: int) -> None:
+        self.report = report
+        self.sources = sources
+        self.cap = cap
+        self.collected: list[tuple[int, Violation]] = []  # (source order, violation)
+        self.line_base: dict[int, int] = {}
+        self.buckets: dict[tuple[str, str, str], int] = {}
+        self.first_version: dict[str, tuple[str, str, int]] = {}
+        self.other_versions: dict[tuple[int, str, str], list[int]] = {}
+
+    def _keep(self, order: int, v: Violation) -> None:
+        self.report.violation_count += 1
+        self.collected.append((order, v))
+
+    def _trim(self) -> None:
+        """Keep the first ``cap`` violations. Ranges arrive in order, so what is cut here
+        could never be among the first ``cap`` later."""
+        if self.cap > 0 and len(self.collected) > self.cap:
+            self.collected.sort(key=lambda item: (item[0], item[1].line))
+            del self.collected[self.cap:]
+
+    def file_problem(self, v: Violation) -> None:
+        if v.rule == "read-error":
+            self.report.unreadable.append(v.file)
+        self._keep(-1, v)
+
+    def add(self, index: int, result: RangeResult) -> None:
+        src = self.sources[index]
+        base = self.line_base.get(index, 0)
+        self.line_base[index] = base + result.lines
+        if result.read_error is not None:
+            self.file_problem(Violation(src.name, 0, "read-error",
+                                        f"cannot read: {result.read_error}"))
+            return
+        self.report.lines += result.lines
+        self.report.records += result.records
+        for line, p in result.problems:
+            self._keep(index, Violation(src.name, base + line + 1, p.rule, p.message, p.field))
+        self.report.violation_count += result.problem_count - len(result.problems)
+        self._add_buckets(index, base, result)
+        for (sid, version), (line, count) in result.versions.items():
+            first_v = self.first_version.setdefault(sid, (version, src.name, base + line + 1))
+            if first_v[0] != version:
+                entry = self.other_versions.setdefault((index, sid, version),
+                                                       [base + line + 1, 0])
+                entry[1] += count
+        self._trim()
+
+    def _add_buckets(self, index: int, base: int, result: RangeResult) -> None:
+        """Record bucket keys; a key seen before (any file) is a duplicate bucket."""
+        if not result.buckets:
+            return
+        # a key's first place, packed into one int: source index << 40 | line number
+        where = (index << _LINE_BITS) + base + 1
+        new = dict(zip(result.buckets, map(where.__add__, result.bucket_lines), strict=True))
+        if len(new) == len(result.buckets) and not (new.keys() & self.buckets.keys()):
+            self.buckets.update(new)
+            return
+        for key, line in zip(result.buckets, result.bucket_lines, strict=True):
+            here = where + line
+            first = self.buckets.setdefault(key, here)
+            if first != here:
+                sid, period, ts = key
+                first_src = self.sources[first >> _LINE_BITS].name
+                self._keep(index, Violation(
+                    self.sources[index].name, here & _LINE_MASK, "duplicate-bucket",
+                    f"duplicate bucket: strategy_id={sid} period={period} ts={ts} is already "
+                    f"at {first_src}:{first & _LINE_MASK}", "ts"))
+
+    def finish(self) -> None:
+        for (index, sid, version), (line, count) in self.other_versions.items():
+            first = self.first_version[sid]
+            more = f"; {count} lines in this file" if count > 1 else ""
+            self._keep(index, Violation(
+                self.sources[index].name, line, "schema-version",
+                f"schema_version: {rules.excerpt(version)} differs from "
+                f"{rules.excerpt(first[0])} that strategy {rules.excerpt(sid)} used first at "
+                f"{first[1]}:{first[2]} (one schema_version per strategy{more})",
+                "schema_version"))
+        self._trim()
+        self.collected.sort(key=lambda item: (item[0], item[1].line))
+        self.report.violations = [v for _, v in self.collected]

@@ -1,0 +1,434 @@
+"""Record rules for the validator, derived from the contract registry.
+
+Two views of the same rules:
+
+- fast: msgspec Struct types per record kind (``forbid_unknown_fields`` unless the kind
+  takes the caller's own fields), used to accept good lines at C speed; string patterns
+  and calendar dates are checked after decoding, over all records of a range at once
+  (:func:`pattern_fields`), because a regex call per value inside the decoder is slow;
+- exact: :func:`diagnose`, plain Python that explains a rejected line with one message
+  per broken rule, naming the field and the rule.
+
+Both follow the JSON Schemas in ``contract/schemas/`` (generated from the same registry),
+with one deliberate difference: an ``integer`` field written with a fraction (``1.0``) is
+rejected here, while JSON Schema would take it. Timestamps must also be calendar dates
+(no February 30th), which the schema's pattern cannot say.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any, Literal
+
+import msgspec
+import orjson
+
+from ensemble_otel.contract.registry import (
+    PERIOD_FIELD,
+    RECORD_KINDS,
+    RECORD_KINDS_BY_NAME,
+    UTC_TIMESTAMP_PATTERN,
+    Field,
+    RecordKind,
+    kind_period,
+)
+from ensemble_otel.contract.schemas import field_enum
+
+META_FIELDS = ("strategy_id", "schema_version")
+_EXCERPT = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One rule a line breaks. ``field`` is None for line-level problems."""
+
+    rule: str
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """What a file's location says about its records (all None: nothing)."""
+
+    kind: str | None = None
+    strategy_id: str | None = None
+    date: str | None = None  # YYYY-MM-DD or YYYY-MM: the prefix every record's ts has
+    directory: str = ""  # for messages, e.g. logs/1h/health_snapshot/s1/
+    file_name: str = ""
+
+
+NO_EXPECT = Expect()
+
+
+# --- patterns and timestamps ---------------------------------------------------------------
+
+
+def python_pattern(pattern: str) -> str:
+    """A JSON Schema (ECMA-262) pattern for Python's ``re.search``.
+
+    ``$`` in Python also matches before a final newline; ``\\Z`` does not.
+    """
+    if pattern.endswith("$") and not pattern.endswith(r"\$"):
+        return pattern[:-1] + r"\Z"
+    return pattern
+
+
+@cache
+def compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(python_pattern(pattern))
+
+
+@cache
+def valid_date(text: str) -> bool:
+    """Whether ``YYYY-MM-DD`` is a real calendar date."""
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10
+
+
+CANONICAL_TS_LENGTH = len("2024-01-01T00:00:00Z")
+
+
+def bucket_ts(ts: str) -> str:
+    """A canonical spelling of a UTC timestamp, so ``Z``/``+00:00`` and ``.000`` compare equal."""
+    if ts.endswith("+00:00"):
+        ts = ts[:-6] + "Z"
+    if "." in ts:
+        head, frac = ts[:-1].split(".", 1)
+        frac = frac.rstrip("0")
+        ts = f"{head}.{frac}Z" if frac else f"{head}Z"
+    return ts
+
+
+# --- fast types ----------------------------------------------------------------------------
+
+
+def _field_type(kind: RecordKind, field: Field) -> Any:
+    base: Any
+    enum = field_enum(kind, field)
+    if enum:
+        base = Literal[enum]  # type: ignore[valid-type]
+    elif field.type == "string":
+        base = Annotated[str, msgspec.Meta(min_length=1)]  # pattern: see pattern_fields
+    elif field.type in ("integer", "number"):
+        py = int if field.type == "integer" else float
+        base = Annotated[py, msgspec.Meta(ge=field.minimum)] if field.minimum is not None else py
+    elif field.type == "boolean":
+        base = bool
+    else:
+        base = dict[str, Any]
+    return base | None if field.nullable else base
+
+
+def field_pattern(field: Field) -> str | None:
+    return UTC_TIMESTAMP_PATTERN if field.format == "date-time" else field.pattern
+
+
+@cache
+def pattern_fields(kind_name: str) -> tuple[tuple[str, re.Pattern[str], bool], ...]:
+    """(field, compiled pattern, is a timestamp) for the string fields with a pattern."""
+    kind = RECORD_KINDS_BY_NAME[kind_name]
+    return tuple(
+        (f.name, compiled(pattern), f.format == "date-time")
+        for f in kind.fields if (pattern := field_pattern(f)) is not None and not f.enum
+    )
+
+
+@cache
+def record_type(kind_name: str) -> type[msgspec.Struct]:
+    """The msgspec Struct that accepts the good records of a kind, patterns aside."""
+    kind = RECORD_KINDS_BY_NAME[kind_name]
+    required: list[tuple[str, Any]] = []
+    optional: list[tuple[str, Any, Any]] = []
+    for f in kind.fields:
+        if f.required:
+            required.append((f.name, _field_type(kind, f)))
+        else:
+            optional.append((f.name, _field_type(kind, f) | msgspec.UnsetType, msgspec.UNSET))
+    return msgspec.defstruct(
+        f"Record_{kind.name}", [*required, *optional],
+        forbid_unknown_fields=not kind.additional_fields,
+    )
+
+
+@cache
+def record_decoder(kind_name: str) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(record_type(kind_name))
+
+
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class MetaRecord(msgspec.Struct):
+    """What the permissive mode asks of every line."""
+
+    strategy_id: _NonEmpty
+    schema_version: _NonEmpty
+
+
+meta_decoder: msgspec.json.Decoder[MetaRecord] = msgspec.json.Decoder(MetaRecord)
+
+
+# --- telling kinds apart -------------------------------------------------------------------
+
+
+def _unique_markers() -> dict[str, str]:
+    """A field found in one kind only -> that kind. Kinds taking extra fields come first:
+    their marker may sit beside another kind's marker, and then they win."""
+    markers: dict[str, str] = {}
+    for kind in sorted(RECORD_KINDS, key=lambda k: not k.additional_fields):
+        others = {n for k in RECORD_KINDS if k is not kind for n in k.field_names()}
+        marker = next((n for n in kind.field_names() if n not in others), None)
+        if marker is not None:
+            markers[marker] = kind.name
+    return markers
+
+
+MARKERS: dict[str, str] = _unique_markers()
+PERIOD_KINDS: dict[str, str] = {
+    p: k.name for k in RECORD_KINDS if (p := kind_period(k)) is not None
+}
+BUCKET_KINDS: frozenset[str] = frozenset(PERIOD_KINDS.values())
+
+
+def kind_period_of(kind_name: str) -> str:
+    """The period of a bucket kind (KeyError for other kinds)."""
+    period = kind_period(RECORD_KINDS_BY_NAME[kind_name])
+    if period is None:
+        raise KeyError(kind_name)
+    return period
+
+# Byte patterns that pick the decoder to try first for a line of unknown kind. A wrong
+# guess only costs time: a record that a kind's Struct accepts is of that kind by
+# :func:`kind_of` (non-marker kinds forbid unknown fields, so carry no other marker).
+SNIFF: tuple[tuple[bytes, str], ...] = (
+    *((f'"{name}":'.encode(), kind) for name, kind in MARKERS.items()),
+    *((f'"{PERIOD_FIELD}":"{p}"'.encode(), kind) for p, kind in PERIOD_KINDS.items()),
+)
+
+
+def kind_of(obj: dict[str, Any]) -> str | None:
+    """The kind of a record told from its fields, or None.
+
+    A kind's marker field (one no other kind has) decides; snapshot kinds share their
+    fields and are told apart by the period value.
+    """
+    for name, kind in MARKERS.items():
+        if name in obj:
+            return kind
+    period = obj.get(PERIOD_FIELD)
+    if isinstance(period, str):
+        return PERIOD_KINDS.get(period)
+    return None
+
+
+def describe_markers() -> str:
+    names = [f"'{m}'" for m in MARKERS]
+    names.append(f"'{PERIOD_FIELD}' of {' or '.join(PERIOD_KINDS)}")
+    return ", ".join(names)
+
+
+# --- exact diagnosis -----------------------------------------------------------------------
+
+
+def excerpt(value: Any) -> str:
+    try:
+        text = orjson.dumps(value).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        text = repr(value)
+    return text if len(text) <= _EXCERPT else text[: _EXCERPT - 3] + "..."
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+_EXPECTED = {
+    "string": "a non-empty string",
+    "integer": "an integer",
+    "number": "a finite number",
+    "boolean": "true or false",
+    "object": "an object",
+}
+_TYPE_OK: dict[str, tuple[str, ...]] = {
+    "string": ("string",),
+    "integer": ("integer",),
+    "number": ("integer", "number"),
+    "boolean": ("boolean",),
+    "object": ("object",),
+}
+
+
+def check_field(kind: RecordKind, field: Field, value: Any) -> Problem | None:
+    """The first rule ``value`` breaks for ``field`` of ``kind``, or None."""
+    name = field.name
+    expected = _EXPECTED[field.type] + (" or null" if field.nullable else "")
+    if value is None:
+        if field.nullable:
+            return None
+        return Problem("type", f"{name}: must be {expected} (got null)", name)
+    got = type_name(value)
+    if got not in _TYPE_OK[field.type]:
+        return Problem("type", f"{name}: must be {expected} (got {got} {excerpt(value)})", name)
+    if isinstance(value, float) and not math.isfinite(value):
+        return Problem("type", f"{name}: must be a finite number (got {value})", name)
+    enum = field_enum(kind, field)
+    if enum:
+        if value in enum:
+            return None
+        return Problem("enum", f"{name}: must be one of {', '.join(enum)} "
+                               f"(got {excerpt(value)})", name)
+    if field.type == "string":
+        if value == "":
+            return Problem("empty", f'{name}: must be a non-empty string (got "")', name)
+        if field.format == "date-time":
+            return check_timestamp(name, value)
+        if field.pattern and not compiled(field.pattern).search(value):
+            return Problem("pattern", f"{name}: must match {field.pattern} "
+                                      f"(got {excerpt(value)})", name)
+    if field.minimum is not None and value < field.minimum:
+        bound = int(field.minimum) if float(field.minimum).is_integer() else field.minimum
+        return Problem("minimum", f"{name}: must be >= {bound} (got {excerpt(value)})", name)
+    return None
+
+
+def check_timestamp(name: str, value: str) -> Problem | None:
+    if not compiled(UTC_TIMESTAMP_PATTERN).search(value):
+        return Problem("timestamp", f"{name}: must be ISO-8601 UTC, YYYY-MM-DDTHH:MM:SS[.f] "
+                       f"ending in Z or +00:00 (got {excerpt(value)})", name)
+    if not valid_date(value[:10]):
+        return Problem("timestamp", f"{name}: {value[:10]} is not a calendar date", name)
+    return None
+
+
+def check_meta(obj: dict[str, Any]) -> list[Problem]:
+    """The permissive rules: strategy_id and schema_version are non-empty strings."""
+    problems = []
+    for name in META_FIELDS:
+        if name not in obj:
+            problems.append(Problem("missing", f"{name}: required field is missing", name))
+            continue
+        value = obj[name]
+        if not isinstance(value, str):
+            problems.append(Problem("type", f"{name}: must be a non-empty string (got "
+                                    f"{type_name(value)} {excerpt(value)})", name))
+        elif value == "":
+            problems.append(Problem("empty", f'{name}: must be a non-empty string (got "")',
+                                    name))
+    return problems
+
+
+def check_record(obj: dict[str, Any], kind: RecordKind) -> list[Problem]:
+    """Every rule of ``kind``'s schema that ``obj`` breaks, in registry field order."""
+    problems = []
+    missing = [f.name for f in kind.fields if f.required and f.name not in obj]
+    if len(missing) == 1:
+        problems.append(Problem("missing", f"{missing[0]}: required field is missing",
+                                missing[0]))
+    elif missing:
+        problems.append(Problem("missing", f"required fields are missing: {', '.join(missing)}",
+                                ",".join(missing)))
+    for f in kind.fields:
+        if f.name in obj:
+            problem = check_field(kind, f, obj[f.name])
+            if problem is not None:
+                problems.append(problem)
+    if not kind.additional_fields:
+        known = set(kind.field_names())
+        unknown = [excerpt(n)[1:-1] for n in obj if n not in known]
+        if unknown:
+            what = "unknown field" if len(unknown) == 1 else "unknown fields"
+            problems.append(Problem("unknown-field", f"{', '.join(unknown)}: {what} "
+                                    f"(the {kind.name} schema allows no others)",
+                                    ",".join(unknown)))
+    return problems
+
+
+def check_location(rec: Any, expect: Expect, kind_name: str) -> list[Problem]:
+    """Rules that tie a record to its file: strategy directory and file-name date.
+
+    ``rec`` is a dict or a decoded Struct of a kind whose rules it already passed.
+    """
+    get = rec.get if isinstance(rec, dict) else lambda n: getattr(rec, n, None)
+    problems = []
+    sid = get("strategy_id")
+    if expect.strategy_id is not None and isinstance(sid, str) and sid != expect.strategy_id:
+        problems.append(Problem(
+            "strategy-dir", f"strategy_id: {excerpt(sid)} does not match its location "
+            f"{expect.directory} (expected {excerpt(expect.strategy_id)})", "strategy_id"))
+    ts = get("ts")
+    if expect.date is not None and isinstance(ts, str) and not ts.startswith(expect.date):
+        problems.append(Problem(
+            "file-date", f"ts: {excerpt(ts)} is not in the file's date {expect.date} "
+            f"({expect.file_name})", "ts"))
+    return problems
+
+
+_ORJSON_POS = re.compile(r":? line \d+ column (\d+) \(char \d+\)$")
+
+
+def parse(line: bytes) -> tuple[dict[str, Any] | None, Problem | None]:
+    """Decode one line with the rules of JSON (UTF-8, no NaN/Infinity), or say why not."""
+    if not line.strip():
+        return None, Problem("blank-line", "blank line: every line must be one JSON object")
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, Problem("utf-8", f"invalid UTF-8: byte 0x{line[exc.start]:02x} at "
+                                      f"column {exc.start + 1}")
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        msg = str(exc)
+        pos = _ORJSON_POS.search(msg)
+        detail = _ORJSON_POS.sub("", msg) + (f" at column {pos.group(1)}" if pos else "")
+        return None, Problem("json", f"invalid JSON: {detail}")
+    if not isinstance(obj, dict):
+        return None, Problem("not-object", f"not a JSON object (got {type_name(obj)})")
+    return obj, None
+
+
+def diagnose(line: bytes, strict: bool, expect: Expect = NO_EXPECT,
+             fallback: Callable[[], str] | None = None) -> list[Problem]:
+    """Why a line was rejected: one problem per broken rule.
+
+    The kind is the one ``expect`` gives (from the file's location), else told from the
+    fields. ``fallback`` describes the fast decoder's complaint, for the rare case where
+    the exact rules find nothing.
+    """
+    obj, problem = parse(line)
+    if obj is None:
+        return [problem] if problem is not None else []
+    if not strict:
+        problems = check_meta(obj)
+    else:
+        name = expect.kind or kind_of(obj)
+        if name is None:
+            problems = [Problem("kind", "cannot tell the record kind: it has none of "
+                                        f"{describe_markers()}"), *check_meta(obj)]
+        else:
+            problems = check_record(obj, RECORD_KINDS_BY_NAME[name])
+            problems += check_location(obj, expect, name)
+    if not problems and fallback is not None:
+        problems = [Problem("record", f"rejected: {fallback()}")]
+    return problems

@@ -1,0 +1,201 @@
+"""`ensemble-otel validate PATH...`: check emitted JSONL records.
+
+Permissive (default): every line is a JSON object with non-empty string ``strategy_id``
+and ``schema_version``.
+
+``--strict``: every line against its kind's schema (the kind from the file's location
+under the root, else from its fields), unknown fields rejected, timestamps ISO-8601 UTC,
+no duplicate (strategy_id, period, ts) bucket across all files, one schema_version per
+strategy, the period and strategy_id matching the directory, ts matching the file's date.
+
+Output: ``file:line: reason`` per violation (the first ``--max-errors``, then a count of
+the rest) and a summary line; ``--format json`` for machines. Exit codes: 0 clean,
+1 violations, 2 usage error or unreadable input (named on stderr).
+
+Also runs as ``python -m ensemble_otel.validate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import orjson
+
+from ensemble_otel._validate_engine import Report, validate
+
+__all__ = ["Report", "main", "register", "run", "validate"]
+
+DEFAULT_MAX_ERRORS = 50
+PROGRESS_MIN_BYTES = 32 << 20
+_PROG = "ensemble-otel validate"
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="JSONL files or directories (searched recursively for *.jsonl "
+                             "and heartbeat files); '-' reads standard input")
+    parser.add_argument("--strict", action="store_true",
+                        help="check every record against its kind's schema and the "
+                             "cross-record rules")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="output format (default: text)")
+    parser.add_argument("--max-errors", type=_non_negative, default=DEFAULT_MAX_ERRORS,
+                        metavar="N",
+                        help=f"show at most N violations (default {DEFAULT_MAX_ERRORS}, "
+                             "0: all); the rest are counted")
+    parser.add_argument("--jobs", type=_positive, default=None, metavar="N",
+                        help="worker processes for large inputs (default: the usable cores)")
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {text!r})") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {text!r})")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be an integer >= 1 (got '0')")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``validate`` subcommand to ``ensemble-otel``."""
+    parser = subparsers.add_parser(
+        "validate", help="validate emitted JSONL records",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    _add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+class Progress:
+    """A one-line progress bar on a terminal (stderr)."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.started = time.monotonic()
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if total <= 0:
+            return
+        frac = min(1.0, done / total)
+        filled = int(frac * self.width)
+        rate = done / max(time.monotonic() - self.started, 1e-6) / 1e6
+        self.stream.write(f"\rvalidating [{'#' * filled}{'.' * (self.width - filled)}] "
+                          f"{frac:4.0%} {done / 1e6:,.0f}/{total / 1e6:,.0f} MB "
+                          f"{rate:,.0f} MB/s")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def _input_bytes(paths: Sequence[str]) -> int:
+    total = 0
+    for path in paths:
+        try:
+            if os.path.isdir(path):
+                for top, _, names in os.walk(path):
+                    total += sum(_size(os.path.join(top, n)) for n in names)
+            elif path != "-":
+                total += _size(path)
+        except OSError:
+            continue
+    return total
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def run(args: argparse.Namespace, stdout: TextIO | None = None,
+        stderr: TextIO | None = None) -> int:
+    """Run the command for parsed ``args``; returns the exit code."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    progress = None
+    if err.isatty() and _input_bytes(args.paths) >= PROGRESS_MIN_BYTES:
+        progress = Progress(err)
+    try:
+        report = validate(args.paths, strict=args.strict, cap=args.max_errors,
+                          workers=args.jobs, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.format == "json":
+        out.write(orjson.dumps(as_json(report), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        write_text(report, out)
+    for name in report.unreadable:
+        err.write(f"{_PROG}: cannot read {name}\n")
+    return report.exit_code
+
+
+def as_json(report: Report) -> dict[str, Any]:
+    """The ``--format json`` document."""
+    return {
+        "ok": report.exit_code == 0,
+        "exit_code": report.exit_code,
+        "mode": "strict" if report.strict else "permissive",
+        "files": report.files,
+        "lines": report.lines,
+        "records": report.records,
+        "bytes": report.bytes,
+        "violation_count": report.violation_count,
+        "violations_shown": len(report.violations),
+        "violations_omitted": report.omitted,
+        "unreadable": report.unreadable,
+        "violations": [
+            {"file": v.file, "line": v.line, "rule": v.rule, "field": v.field,
+             "message": v.message}
+            for v in report.violations
+        ],
+    }
+
+
+def write_text(report: Report, out: TextIO) -> None:
+    for v in report.violations:
+        out.write(f"{v}\n")
+    if report.omitted:
+        out.write(f"... and {_n(report.omitted, 'more violation')} (--max-errors 0 shows all)\n")
+    mode = "strict" if report.strict else "permissive"
+    head = "OK" if report.exit_code == 0 else "FAILED"
+    unreadable = f", {len(report.unreadable)} unreadable" if report.unreadable else ""
+    out.write(f"{head} ({mode}): {_n(report.violation_count, 'violation')} in "
+              f"{_n(report.files, 'file')}{unreadable}, {_n(report.lines, 'line')}, "
+              f"{_n(report.records, 'record')}\n")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ensemble_otel.validate",
+                                     description=__doc__.split("\n\n")[1] if __doc__ else None)
+    _add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
