@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import numbers
 import threading
 import time
 from collections.abc import Iterable
@@ -53,18 +54,32 @@ def iso(unix: float) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Bar times with a four-digit year: 1000-01-01T00:00:00Z <= ts < 10000-01-01T00:00:00Z. A
+# time outside (typically milliseconds passed as seconds) would be taken as the last bar and
+# make every later bar look out of order, so it is refused up front.
+TS_MIN = -30610224000.0
+TS_MAX = 253402300800.0
+
+
 def to_unix(ts: object) -> float:
     """Bar time as unix seconds: aware datetime, naive datetime (UTC) or a number."""
     if isinstance(ts, datetime):
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=_UTC)
-        return ts.timestamp()
-    if isinstance(ts, (int, float)) and not isinstance(ts, bool):
-        value = float(ts)
-        if math.isfinite(value):
-            return value
-        raise BarError("ts", ts, "must be a finite unix time")
-    raise BarError("ts", ts, "must be a datetime (naive = UTC) or unix seconds")
+        value = ts.timestamp()
+    elif isinstance(ts, numbers.Real) and not isinstance(ts, bool):
+        try:
+            value = float(ts)
+        except OverflowError:  # an int too large for a float: refused as out of range below
+            value = TS_MAX
+        if not math.isfinite(value):
+            raise BarError("ts", ts, "must be a finite unix time")
+    else:
+        raise BarError("ts", ts, "must be a datetime (naive = UTC) or unix seconds")
+    if not TS_MIN <= value < TS_MAX:
+        raise BarError("ts", ts, "must be unix seconds between 1000-01-01 and 9999-12-31 "
+                       "(is it in milliseconds?)")
+    return value
 
 
 def _number(value: object, field: str) -> float:
@@ -207,7 +222,7 @@ class HealthSnapshotEmitter:
         open_positions: int | None = None,
     ) -> list[dict[str, Any]]:
         """Record one bar; return the records written when it closed buckets (usually [])."""
-        t = ts if type(ts) is float and -_INF < ts < _INF else to_unix(ts)
+        t = ts if type(ts) is float and TS_MIN <= ts < TS_MAX else to_unix(ts)
         if type(equity) is not float:
             equity = _number(equity, "equity")
         if not 0.0 < equity < _INF:
