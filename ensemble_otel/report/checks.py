@@ -4,24 +4,25 @@ The report reads files that a bot may be writing right now, so it is permissive:
 fields are fine, and a bad line is skipped and counted, never fatal. The rules come from
 the contract registry (type, required, nullable, enum, minimum, pattern, date-time).
 
-Seam: when `ensemble_otel.validate` offers a record-level check, `check_record` defers to
-it (see `_contract_validator`) so the report and `ensemble-otel validate` agree; this
-module's own check is the fallback and stays small.
+Seam: `contract_verdicts` asks `ensemble_otel.validate` (the `ensemble-otel validate
+--strict` engine) about the files to read, so the report and the validator agree on
+which lines are bad; `permissive_check` is the fallback when that module is missing or
+fails, and also guards what the report needs to draw (fields present, right types).
 """
 
 from __future__ import annotations
 
-import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ensemble_otel.contract.registry import UTC_TIMESTAMP_PATTERN, Field, RecordKind
-
-Validator = Callable[[RecordKind, dict[str, Any]], list[str]]
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -70,21 +71,42 @@ def permissive_check(kind: RecordKind, record: dict[str, Any]) -> list[str]:
     return reasons
 
 
-@cache
-def _contract_validator() -> Validator | None:
-    """`ensemble_otel.validate.check_record(kind, record) -> list[str]` when it exists."""
+@dataclass(slots=True)
+class ContractVerdicts:
+    """What `ensemble-otel validate --strict` says about a set of files, line by line."""
+
+    by_line: dict[tuple[str, int], list[str]] = dc_field(default_factory=dict)
+    source: str = "the report's own permissive rules"
+    unavailable: str | None = None  # why the contract validator was not used
+
+    def reasons(self, path: Path, line: int) -> list[str]:
+        return self.by_line.get((str(path), line), [])
+
+
+def contract_verdicts(paths: Sequence[Path], root: Path | None = None) -> ContractVerdicts:
+    """Run the contract validator (`ensemble_otel.validate.validate`, strict) over `paths`.
+
+    This is the seam between the report and `ensemble-otel validate`: when the validator
+    is importable, the report's bad lines are exactly the lines it flags (record rules,
+    location, duplicate buckets, one schema_version per strategy). When it is missing or
+    fails, the verdicts are empty and `parse_line`'s permissive check decides alone.
+    """
     try:
-        module = importlib.import_module("ensemble_otel.validate")
-    except ImportError:
-        return None
-    func = getattr(module, "check_record", None)
-    return func if callable(func) else None
-
-
-def check_record(kind: RecordKind, record: dict[str, Any]) -> list[str]:
-    """Reasons the record is not usable (contract validator if present, else our own)."""
-    validator = _contract_validator() or permissive_check
-    return list(validator(kind, record))
+        from ensemble_otel.validate import validate
+    except ImportError as exc:
+        return ContractVerdicts(unavailable=f"ensemble_otel.validate is not importable ({exc})")
+    if not paths:
+        return ContractVerdicts(source="ensemble-otel validate --strict")
+    try:
+        report = validate([str(p) for p in paths], strict=True, cap=0, workers=1)
+    except Exception as exc:  # a report must still be written; say why below the table
+        return ContractVerdicts(unavailable=f"ensemble_otel.validate failed: {exc!r}")
+    verdicts = ContractVerdicts(source="ensemble-otel validate --strict")
+    prefix = f"{root}/" if root is not None else None
+    for v in report.violations:
+        message = v.message.replace(prefix, "") if prefix else v.message  # paths as listed
+        verdicts.by_line.setdefault((v.file, v.line), []).append(message)
+    return verdicts
 
 
 def parse_line(kind: RecordKind, line: bytes) -> tuple[dict[str, Any] | None, str | None]:
@@ -97,7 +119,7 @@ def parse_line(kind: RecordKind, line: bytes) -> tuple[dict[str, Any] | None, st
         return None, f"not valid JSON ({exc})"
     if not isinstance(value, dict):
         return None, f"expected a JSON object, got {type(value).__name__}"
-    reasons = check_record(kind, value)
+    reasons = permissive_check(kind, value)
     if reasons:
         return None, "; ".join(reasons)
     return value, None

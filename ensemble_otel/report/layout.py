@@ -36,7 +36,10 @@ class RecordFile:
             return None
         for _name, (regex, fmt) in _PARTITION_FORMATS.items():
             if re.fullmatch(regex, self.partition):
-                start = datetime.strptime(self.partition, fmt).replace(tzinfo=timezone.utc)
+                try:
+                    start = datetime.strptime(self.partition, fmt).replace(tzinfo=timezone.utc)
+                except ValueError:  # not a calendar date: read the file, let checks decide
+                    return None
                 if fmt == "%Y-%m":
                     nxt = (start + timedelta(days=32)).replace(day=1)
                 else:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ensemble_otel.contract.registry import EVENT, HEARTBEAT, RECORD_KINDS_BY_NAME, RecordKind
 
-from .checks import parse_line
+from .checks import ContractVerdicts, contract_verdicts, parse_line
 from .layout import RecordFile, record_files, strategy_dir_hint
 from .times import parse_utc
 
@@ -56,6 +56,9 @@ class Validation:
     files: list[FileStat] = field(default_factory=list)
     bad_lines: list[BadLine] = field(default_factory=list)
     bad_total: int = 0
+    notes: list[str] = field(default_factory=list)  # file-level findings (lines kept)
+    checked_with: str = ""
+    validator_unavailable: str | None = None
 
     @property
     def lines(self) -> int:
@@ -111,11 +114,20 @@ def _partition_wanted(rf: RecordFile, start: float | None, end: float | None) ->
     return not (end is not None and lo - PARTITION_SLACK_S > end)
 
 
-def _read_jsonl(
+def _split_lines(data: bytes, document: bool) -> list[bytes]:
+    if document:  # the heartbeat: one JSON document, whatever its layout
+        return [data.strip()]
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def _read(
     root: Path, rf: RecordFile, kind: RecordKind, validation: Validation,
-    expect: dict[str, str],
+    verdicts: ContractVerdicts, expect: dict[str, str],
 ) -> list[tuple[float, dict[str, Any]]]:
-    """Good records of one file with their time; bad lines go to `validation` with their reason."""
+    """Good records of one file with their time; bad lines go to `validation`."""
     stat = FileStat(rf.path.relative_to(root).as_posix(), kind.name)
     validation.files.append(stat)
     try:
@@ -123,12 +135,15 @@ def _read_jsonl(
     except OSError as exc:
         validation.bad(stat, 0, f"cannot read the file: {exc.strerror or exc}")
         return []
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
+    for reason in verdicts.reasons(rf.path, 0):  # the file itself, e.g. its name
+        validation.notes.append(f"{stat.path}: {reason}")
     out: list[tuple[float, dict[str, Any]]] = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(_split_lines(data, not kind.path.endswith(".jsonl")), 1):
         stat.lines += 1
+        flagged = verdicts.reasons(rf.path, number)
+        if flagged:
+            validation.bad(stat, number, "; ".join(flagged))
+            continue
         record, reason = parse_line(kind, line)
         if record is not None:
             reason = _mismatch(record, expect)
@@ -151,9 +166,18 @@ def _mismatch(record: dict[str, Any], expect: dict[str, str]) -> str | None:
     return None
 
 
-def _read_heartbeat(root: Path, rf: RecordFile, validation: Validation) -> dict[str, Any] | None:
-    records = _read_jsonl(root, rf, HEARTBEAT, validation, {"strategy_id": rf.strategy_id})
-    return records[-1][1] if records else None
+@dataclass(slots=True)
+class _Plan:
+    """The files to read for one strategy."""
+
+    strategy_id: str
+    snapshots: list[RecordFile]
+    heartbeat: list[RecordFile]
+    events: list[RecordFile]
+    snapshot_files_exist: bool
+
+    def all(self) -> list[RecordFile]:
+        return [*self.snapshots, *self.heartbeat, *self.events]
 
 
 def load(
@@ -168,73 +192,86 @@ def load(
     kind = snapshot_kind(period)
     validation = Validation()
     problems: list[str] = []
-    if not root.is_dir():
+    found: dict[str, list[RecordFile]] = {}
+    exists = root.is_dir()
+    if not exists:
         problems.append(f"the root directory {root} does not exist (set PAPER_TRADING_ROOT "
                         "or pass ROOT)")
-        found: dict[str, list[RecordFile]] = {}
     else:
-        found = {}
         for k in (kind, HEARTBEAT, EVENT):
             for rf in record_files(root, k):
                 found.setdefault(rf.strategy_id, []).append(rf)
     ids = list(dict.fromkeys(strategies)) if strategies else sorted(found)
-    if not ids and root.is_dir():
+    if not ids and exists:
         problems.append(
             f"no records under {root}: looked for {strategy_dir_hint(kind)}<strategy>/, "
             f"{strategy_dir_hint(HEARTBEAT)}<strategy>.json and {strategy_dir_hint(EVENT)}"
             "<strategy>/"
         )
-    if strategies and root.is_dir():
+    if strategies and exists:
         for sid in ids:
             if sid not in found:
                 problems.append(f"strategy {sid!r} has no files under {root} (found: "
                                 f"{', '.join(sorted(found)) or 'none'})")
-    out: list[StrategyData] = []
-    for sid in ids:
-        out.append(_load_strategy(root, sid, kind, period, start, end, validation))
+    plans = [_plan(root if exists else None, sid, kind, start, end) for sid in ids]
+    verdicts = contract_verdicts([rf.path for plan in plans for rf in plan.all()], root)
+    validation.checked_with = verdicts.source
+    validation.validator_unavailable = verdicts.unavailable
+    out = [_load_strategy(root, plan, kind, period, start, end, validation, verdicts)
+           for plan in plans]
     if ids and not any(s.snapshots for s in out):
         problems.append(f"no {period} health snapshots to chart for "
                         f"{', '.join(ids)} in the selection")
     return Dataset(root, period, start, end, out, validation, problems)
 
 
+def _plan(root: Path | None, sid: str, kind: RecordKind,
+          start: float | None, end: float | None) -> _Plan:
+    if root is None:
+        return _Plan(sid, [], [], [], False)
+    snaps = record_files(root, kind, sid)
+    return _Plan(
+        sid,
+        [rf for rf in snaps if _partition_wanted(rf, start, end)],
+        record_files(root, HEARTBEAT, sid),
+        [rf for rf in record_files(root, EVENT, sid) if _partition_wanted(rf, start, end)],
+        bool(snaps),
+    )
+
+
 def _load_strategy(
-    root: Path, sid: str, kind: RecordKind, period: str,
-    start: float | None, end: float | None, validation: Validation,
+    root: Path, plan: _Plan, kind: RecordKind, period: str, start: float | None,
+    end: float | None, validation: Validation, verdicts: ContractVerdicts,
 ) -> StrategyData:
+    sid = plan.strategy_id
     sd = StrategyData(sid)
-    exists = root.is_dir()
-    snap_files = record_files(root, kind, sid) if exists else []
     rows: list[tuple[float, dict[str, Any]]] = []
-    for rf in snap_files:
-        if not _partition_wanted(rf, start, end):
-            continue
-        for t, rec in _read_jsonl(root, rf, kind, validation,
-                                  {"strategy_id": sid, "period": period}):
+    for rf in plan.snapshots:
+        for t, rec in _read(root, rf, kind, validation, verdicts,
+                            {"strategy_id": sid, "period": period}):
             if _in_range(t, start, end):
                 rows.append((t, rec))
     rows.sort(key=lambda r: r[0])  # stable: same-time records keep file order
     sd.times = [t for t, _ in rows]
     sd.snapshots = [r for _, r in rows]
     where = f"{strategy_dir_hint(kind)}{sid}/"
-    if not snap_files:
+    if not plan.snapshot_files_exist:
         sd.notes.append(f"no {period} health snapshot files ({where})")
     elif not sd.snapshots:
         sd.notes.append(f"no usable {period} health snapshots in the selection ({where})")
 
-    hb_files = record_files(root, HEARTBEAT, sid) if exists else []
-    if hb_files:
-        sd.heartbeat = _read_heartbeat(root, hb_files[0], validation)
+    if plan.heartbeat:
+        hb = plan.heartbeat[0]
+        beats = _read(root, hb, HEARTBEAT, validation, verdicts, {"strategy_id": sid})
+        sd.heartbeat = beats[-1][1] if beats else None
         if sd.heartbeat is None:
-            sd.notes.append(f"the heartbeat file {hb_files[0].path.relative_to(root)} is "
-                            "unusable (see the validation summary)")
+            sd.notes.append(f"the heartbeat file {hb.path.relative_to(root).as_posix()} is "
+                            "unusable (see the files read)")
     else:
         sd.notes.append(f"no heartbeat file ({strategy_dir_hint(HEARTBEAT)}{sid}.json)")
 
-    for rf in record_files(root, EVENT, sid) if exists else []:
-        if not _partition_wanted(rf, start, end):
-            continue
-        for t, rec in _read_jsonl(root, rf, EVENT, validation, {"strategy_id": sid}):
+    for rf in plan.events:
+        for t, rec in _read(root, rf, EVENT, validation, verdicts, {"strategy_id": sid}):
             if _in_range(t, start, end):
                 sd.event_count += 1
                 sd.event_names[rec["event"]] += 1

@@ -66,6 +66,9 @@ def build(ds: Dataset, now: float) -> dict[str, Any]:
             "files": len(v.files),
             "lines": v.lines,
             "bad": v.bad_total,
+            "checked_with": v.checked_with,
+            "validator_unavailable": v.validator_unavailable,
+            "notes": v.notes,
             "per_file": [
                 {"path": f.path, "kind": f.kind, "lines": f.lines, "bad": f.bad} for f in v.files
             ],

@@ -107,7 +107,14 @@ def _validation(payload: dict[str, Any]) -> str:
     text = (f'Read <b data-field="files">{v["files"]}</b> files, '
             f'<b data-field="lines">{v["lines"]}</b> lines; '
             f'<b data-field="bad" class="{cls}-text">{v["bad"]}</b> bad lines skipped.')
-    parts = [f'<section id="validation"><h2>Files read</h2><p>{text}</p>']
+    how = f'Lines checked with {_e(v["checked_with"])}.'
+    if v["validator_unavailable"]:
+        how += f' The contract validator was not used: {_e(v["validator_unavailable"])}.'
+    parts = [f'<section id="validation"><h2>Files read</h2><p>{text}</p>'
+             f'<p class="hint" id="checked-with">{how}</p>']
+    if v["notes"]:
+        notes = "".join(f"<li>{_e(n)}</li>" for n in v["notes"])
+        parts.append(f'<ul class="notes">{notes}</ul>')
     if v["bad_lines"]:
         listed = len(v["bad_lines"])
         more = f" (first {listed} of {v['bad']})" if listed < v["bad"] else ""
