@@ -77,7 +77,7 @@ def shutdown() -> None:
         _telemetry.release(current)
 
 
-def emit_event(event: str, **fields: Any) -> dict[str, Any]:
+def emit_event(event: str, /, **fields: Any) -> dict[str, Any]:
     """``configure().events.emit(event, **fields)``: one JSONL record and one OTel log record."""
     from ensemble_otel import telemetry as _telemetry
 

@@ -48,7 +48,7 @@ class EventLog:
         }
         self.active = True  # False in a forked child that must not write the parent's files
 
-    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
+    def emit(self, event: str, /, **fields: Any) -> dict[str, Any]:
         """Write one event; return the record. Raises :class:`EventError` on bad input."""
         if not isinstance(event, str) or not EVENT_NAME_RE.fullmatch(event):
             raise EventError("event", event, "must be a name: [A-Za-z_][A-Za-z0-9_.:-]{0,127}")
