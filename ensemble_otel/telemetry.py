@@ -253,7 +253,8 @@ class Telemetry:
     def _on_beat(self, state: str) -> None:
         if self.health.dirty:
             self.health.save_state(fsync=True)
-        if state == "running" and notify.watchdog_enabled():  # after READY=1, before STOPPING=1
+        if state == self.heartbeat.state == "running" and notify.watchdog_enabled():
+            # only between READY=1 and STOPPING=1
             notify.notify("WATCHDOG=1")
 
     def forked(self) -> None:
@@ -277,9 +278,9 @@ class Telemetry:
             if self.closed:
                 return
             self.closed = True
+        self.heartbeat.state = "stopping"  # first: no watchdog ping follows STOPPING=1
         if self.heartbeat.active:
             notify.notify("STOPPING=1")
-        self.heartbeat.state = "stopping"
         self.health.close()
         self.meter_provider.shutdown(timeout_millis=timeout_millis)
         if self.logger_provider is not None:
@@ -302,7 +303,7 @@ class _NoopHealth:
 
 
 class _NoopEvents:
-    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
+    def emit(self, event: str, /, **fields: Any) -> dict[str, Any]:
         return {}
 
 
