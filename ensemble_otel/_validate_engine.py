@@ -516,24 +516,25 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 def _results(sources: Sequence[Source], data: dict[int, bytes], strict: bool, cap: int,
-             workers: int) -> Iterator[tuple[int, RangeResult, int]]:
+             workers: int, chunk_bytes: int, parallel_min_bytes: int,
+             ) -> Iterator[tuple[int, RangeResult, int]]:
     """(source index, result, bytes) in source order, range order."""
     jobs: list[Job] = []
     for index, src in enumerate(sources):
         if index in data or src.path is None:
             continue
-        if src.document or src.size <= CHUNK_BYTES:
+        if src.document or src.size <= chunk_bytes:
             spans = [(0, src.size)]
         else:
             try:
-                spans = ranges(src.path, src.size)
+                spans = ranges(src.path, src.size, chunk_bytes)
             except OSError:
                 spans = [(0, src.size)]
         for k, (start, end) in enumerate(spans):
             jobs.append((index, src.path, start, end, k == len(spans) - 1, strict, cap))
     total = sum(s.size for s in sources)
     pool = None
-    if workers > 1 and len(jobs) > 1 and total >= PARALLEL_MIN_BYTES:
+    if workers > 1 and len(jobs) > 1 and total >= parallel_min_bytes:
         pool = _context().Pool(min(workers, len(jobs)), _worker_init, (list(sources),))
     try:
         stream: Iterator[RangeResult] = (
@@ -561,11 +562,15 @@ def _results(sources: Sequence[Source], data: dict[int, bytes], strict: bool, ca
 
 def validate(paths: Sequence[str], *, strict: bool = False, cap: int = 50,
              workers: int | None = None, stdin: Callable[[], bytes] | None = None,
-             progress: Callable[[int, int], None] | None = None) -> Report:
+             progress: Callable[[int, int], None] | None = None,
+             chunk_bytes: int = CHUNK_BYTES, parallel_min_bytes: int = PARALLEL_MIN_BYTES,
+             ) -> Report:
     """Validate files, directories (recursively) and ``-`` (standard input).
 
     ``cap`` bounds the violations kept (0: all); the count covers all of them.
-    ``progress(done, total)`` is called with bytes after each range.
+    ``progress(done, total)`` is called with bytes after each range. Files are read in
+    ranges of about ``chunk_bytes``, by ``workers`` processes when the input has at least
+    ``parallel_min_bytes`` (default: the usable cores).
     """
     read_stdin = stdin or (lambda: __import__("sys").stdin.buffer.read())
     files, errors = discover(paths)
@@ -579,7 +584,8 @@ def validate(paths: Sequence[str], *, strict: bool = False, cap: int = 50,
     for v in errors:
         merger.file_problem(v)
     done = 0
-    for index, result, nbytes in _results(sources, data, strict, cap, workers):
+    for index, result, nbytes in _results(sources, data, strict, cap, workers, chunk_bytes,
+                                          parallel_min_bytes):
         merger.add(index, result)
         done += nbytes
         if progress is not None:

@@ -348,7 +348,15 @@ def check_record(obj: dict[str, Any], kind: RecordKind) -> list[Problem]:
     elif missing:
         problems.append(Problem("missing", f"required fields are missing: {', '.join(missing)}",
                                 ",".join(missing)))
+    period = kind_period(kind)
     for f in kind.fields:
+        if f.name == PERIOD_FIELD and period is not None and obj.get(f.name) in f.enum:
+            if obj[f.name] != period:
+                problems.append(Problem(
+                    "period-dir", f"period: {excerpt(obj[f.name])} does not match the "
+                    f"directory: {kind.name} records ({kind.path}) have period {period}",
+                    f.name))
+            continue
         if f.name in obj:
             problem = check_field(kind, f, obj[f.name])
             if problem is not None:
@@ -428,7 +436,8 @@ def diagnose(line: bytes, strict: bool, expect: Expect = NO_EXPECT,
                                         f"{describe_markers()}"), *check_meta(obj)]
         else:
             problems = check_record(obj, RECORD_KINDS_BY_NAME[name])
-            problems += check_location(obj, expect, name)
+            broken = {p.field for p in problems}
+            problems += [p for p in check_location(obj, expect, name) if p.field not in broken]
     if not problems and fallback is not None:
         problems = [Problem("record", f"rejected: {fallback()}")]
     return problems
