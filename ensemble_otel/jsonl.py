@@ -18,6 +18,7 @@ import contextlib
 import errno
 import logging
 import os
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -52,7 +53,8 @@ def ensure_dir(path: Path) -> None:
 def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
     """Replace ``path`` with ``data``: temp file, fsync, rename. Readers never see a torn file."""
     ensure_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # one temp file per writing thread: two threads replacing the same file must not share it
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
         view = memoryview(data)
@@ -103,14 +105,17 @@ def set_aside_torn_tail(fd: int, path: Path) -> int:
     Returns the number of bytes set aside (0 when the file ends cleanly).
     """
     size = os.fstat(fd).st_size
-    if size == 0:
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
         return 0
-    chunk = min(size, 1 << 20)
-    tail = os.pread(fd, chunk, size - chunk)
-    if tail.endswith(b"\n"):
-        return 0
-    cut = tail.rfind(b"\n")
-    keep = size - chunk + cut + 1 if cut >= 0 else (0 if chunk == size else size - chunk)
+    keep = 0  # scan back, a window at a time, for the newline ending the last whole line
+    end = size
+    while end > 0:
+        start = max(0, end - (1 << 20))
+        cut = os.pread(fd, end - start, start).rfind(b"\n")
+        if cut >= 0:
+            keep = start + cut + 1
+            break
+        end = start
     torn = os.pread(fd, size - keep, keep)
     with open(path.with_name(path.name + ".torn"), "ab") as side:
         side.write(torn + b"\n")
@@ -135,6 +140,7 @@ class JsonlAppender:
         self._dropped = 0
         self._error_interval = error_interval
         self._last_error_at = -float("inf")
+        self._lock = threading.Lock()  # events may come from any thread, snapshots from the bar
         self.errors = 0
 
     @property
@@ -182,13 +188,19 @@ class JsonlAppender:
 
     def append(self, path: Path, line: bytes) -> bool:
         """Append one line (bytes ending in a newline). Never raises ``OSError``."""
-        self._pending.append((path, line))
-        if len(self._pending) > MAX_PENDING_LINES:
-            self._pending.popleft()
-            self._dropped += 1
-        return self.flush_pending()
+        with self._lock:
+            self._pending.append((path, line))
+            if len(self._pending) > MAX_PENDING_LINES:
+                self._pending.popleft()
+                self._dropped += 1
+            return self._flush_locked()
 
     def flush_pending(self) -> bool:
+        """Write the lines held back by an earlier failure; True when none is left."""
+        with self._lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> bool:
         while self._pending:
             path, line = self._pending[0]
             try:
@@ -211,8 +223,9 @@ class JsonlAppender:
             )
 
     def close(self) -> None:
-        self.flush_pending()
-        for fd in self._fds.values():
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._fds.clear()
+        with self._lock:
+            self._flush_locked()
+            for fd in self._fds.values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._fds.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import logging
 import os
@@ -187,8 +188,25 @@ class Telemetry:
         try:
             self._start(settings, metric_readers, log_exporters)
         except BaseException:
+            self._abandon()
             self._lock.release()
             raise
+
+    def _abandon(self) -> None:
+        """A start that failed half-way: stop the threads it started, write no beat."""
+        heartbeat = getattr(self, "heartbeat", None)
+        if heartbeat is not None:
+            heartbeat.active = False
+        bridge = getattr(self, "_bridge", None)
+        if bridge is not None:
+            logging.getLogger().removeHandler(bridge)
+        started = [getattr(self, name, None) for name in ("logger_provider", "meter_provider")]
+        if started[1] is None:  # the heartbeat reader's thread runs from its construction
+            started.append(getattr(self, "_heartbeat_reader", None))
+        for part in started:
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.shutdown()
 
     def _start(
         self,
@@ -253,6 +271,8 @@ class Telemetry:
     def _on_beat(self, state: str) -> None:
         if self.health.dirty:
             self.health.save_state(fsync=True)
+        if self._appender.pending:  # lines held back by a full disk: retry every beat
+            self._appender.flush_pending()
         if state == self.heartbeat.state == "running" and notify.watchdog_enabled():
             # only between READY=1 and STOPPING=1
             notify.notify("WATCHDOG=1")
@@ -282,11 +302,13 @@ class Telemetry:
         if self.heartbeat.active:
             notify.notify("STOPPING=1")
         self.health.close()
+        self.health.active = False  # a bar after shutdown records nothing: the lock goes
         self.meter_provider.shutdown(timeout_millis=timeout_millis)
         if self.logger_provider is not None:
             self.logger_provider.shutdown()
         if self._bridge is not None:
             logging.getLogger().removeHandler(self._bridge)
+        self.events.active = False
         self._appender.close()
         self.heartbeat.state = "stopped"
         self.heartbeat.write(time.time(), "stopped")

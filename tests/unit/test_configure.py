@@ -141,3 +141,17 @@ def test_shutdown_runs_at_interpreter_exit(root: Path) -> None:
     # the lock was released: this process can take the strategy over
     telemetry = ensemble_otel.configure(root=root, strategy_id="exiter")
     assert telemetry.health.peak == 100.0
+
+
+def test_nothing_is_written_after_shutdown(root: Path) -> None:
+    """The lock is released at shutdown: a late bar or event must not touch the files."""
+    telemetry = ensemble_otel.configure(root=root, strategy_id="s1")
+    telemetry.health.maybe_emit(1_700_000_000, equity=100.0)
+    ensemble_otel.shutdown()
+    before = sorted((p, p.stat().st_size) for p in root.rglob("*") if p.is_file())
+    assert telemetry.health.maybe_emit(1_700_000_000 + 86_400, equity=100.0) == []
+    telemetry.events.emit("late")
+    after = sorted((p, p.stat().st_size) for p in root.rglob("*") if p.is_file())
+    assert after == before
+    with pytest.raises(ensemble_otel.BarError):  # bad input is still reported
+        telemetry.health.maybe_emit("later", equity=1.0)
