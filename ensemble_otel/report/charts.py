@@ -49,7 +49,7 @@ CHARTS: tuple[Chart, ...] = (
         Series("pnl", "PnL", "signed_bars", "#2e7d32"),
     )),
     Chart("turnover", "Turnover per bucket (traded notional / equity)", "ratio", (
-        Series("turnover", "Turnover", "line", "#6a3d9a"),
+        Series("turnover", "Turnover", "bars", "#6a3d9a"),
     )),
     Chart("risk", "Risk warnings and breaches per bucket", "count", (
         Series("risk_warnings", "Warnings", "bars", "#e08a00"),

@@ -144,12 +144,23 @@ class Chromium:
         finally:
             self._ws.settimeout(self.timeout)
 
-    def evaluate(self, expression: str, session: str) -> Any:
+    def evaluate(self, expression: str, session: str, *, await_promise: bool = False) -> Any:
         result = self.call("Runtime.evaluate", {"expression": expression,
-                                                "returnByValue": True}, session)
+                                                "returnByValue": True,
+                                                "awaitPromise": await_promise}, session)
         if "exceptionDetails" in result:
             raise RuntimeError(f"evaluate failed: {result['exceptionDetails']}")
         return result["result"].get("value")
+
+    def wait_for(self, session: str, expression: str, predicate: Callable[[Any], bool],
+                 timeout: float = 10.0) -> Any:
+        """Evaluate `expression` until `predicate(value)` holds; the last value either way."""
+        deadline = time.monotonic() + timeout
+        value = self.evaluate(expression, session)
+        while not predicate(value) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            value = self.evaluate(expression, session)
+        return value
 
     # -- the one thing callers want ---------------------------------------------------
 

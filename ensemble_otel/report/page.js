@@ -34,18 +34,31 @@
       " " + two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + " UTC";
   }
 
+  function decimalsFor(incr) {  // enough decimals to tell neighbouring ticks apart
+    if (!(incr > 0)) return 2;
+    return Math.max(0, Math.min(6, Math.ceil(-Math.log10(incr) - 1e-9)));
+  }
+
+  function fixed(v, d) {
+    return new Intl.NumberFormat("en-US", {minimumFractionDigits: d, maximumFractionDigits: d})
+      .format(v);
+  }
+
+  // legend(v): the value under the cursor; axis(v, incr): a tick label, incr = tick step
   var FORMATS = {
     money: {
       legend: function (v) { return money2.format(v); },
-      axis: function (v) { return Math.abs(v) >= 10000 ? compact.format(v) : money2.format(v); }
+      axis: function (v, incr) {
+        return Math.abs(v) >= 10000 && incr >= 100 ? compact.format(v) : fixed(v, decimalsFor(incr));
+      }
     },
     percent: {
       legend: function (v) { return (v * 100).toFixed(2) + " %"; },
-      axis: function (v) { return (v * 100).toFixed(Math.abs(v) < 0.01 && v !== 0 ? 2 : 1) + "%"; }
+      axis: function (v, incr) { return (v * 100).toFixed(decimalsFor(incr * 100)) + "%"; }
     },
     ratio: {
       legend: function (v) { return v.toFixed(4); },
-      axis: function (v) { return v.toFixed(2); }
+      axis: function (v, incr) { return v.toFixed(decimalsFor(incr)); }
     },
     count: {
       legend: function (v) { return int0.format(v); },
@@ -210,7 +223,9 @@
       axes: [
         {stroke: "#3b4252", grid: {stroke: "#eceff4"}, ticks: {stroke: "#d8dee9"}},
         {stroke: "#3b4252", size: 72, grid: {stroke: "#eceff4"}, ticks: {stroke: "#d8dee9"},
-         values: function (u, splits) { return splits.map(fmt.axis); }}
+         values: function (u, splits, ai, space, incr) {
+           return splits.map(function (v) { return fmt.axis(v, incr); });
+         }}
       ],
       legend: {live: true},
       cursor: {
@@ -231,6 +246,12 @@
         }]
       }
     };
+    if (chart.format === "count" && ys.every(function (y) { return y.every(function (v) { return v === 0; }); })) {
+      var note = document.createElement("div");
+      note.className = "empty-note";
+      note.textContent = "None in the selection";
+      fig.appendChild(note);
+    }
     var initial = sample(xs, ys, view.lo, view.hi, width);
     var u = new uPlot(opts, initial, el);
     fig.dataset.drawn = String(initial[0].length);

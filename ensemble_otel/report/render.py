@@ -74,7 +74,7 @@ def _overview(payload: dict[str, Any]) -> str:
         name = f'<a href="#strategy-{i}">{_e(s["id"])}</a>'
         if sm is None:
             cells = '<td colspan="10" class="missing">no health snapshots in the selection</td>'
-            rows.append(f'<tr data-strategy="{_e(s["id"])}"><td>{name}</td>'
+            rows.append(f'<tr data-strategy="{_e(s["id"])}"><td class="name">{name}</td>'
                         f'<td>{_heartbeat_cell(s["heartbeat"])}</td>{cells}</tr>')
             continue
         pnl_cls = "pos" if sm["total_pnl"] >= 0 else "neg"
@@ -90,7 +90,7 @@ def _overview(payload: dict[str, Any]) -> str:
             f'<td class="num" data-field="breaches">{sm["breaches"]}</td>',
             f'<td class="num" data-field="warnings">{sm["warnings"]}</td>',
         ))
-        rows.append(f'<tr data-strategy="{_e(s["id"])}"><td>{name}</td>'
+        rows.append(f'<tr data-strategy="{_e(s["id"])}"><td class="name">{name}</td>'
                     f'<td>{_heartbeat_cell(s["heartbeat"])}</td>{cells}</tr>')
     if not rows:
         return ""

@@ -143,8 +143,8 @@ def write_strategy(
             if trade:
                 realized = round(realized + rng.gauss(0, 60), 2)
                 state["positions"] = rng.randint(0, 3)
-            warnings = 1 if dd > 0.03 and rng.random() < 0.04 else 0
-            breaches = 1 if dd > 0.05 and rng.random() < 0.01 else 0
+            warnings = 1 if dd > 0.015 and rng.random() < 0.03 else 0
+            breaches = 1 if dd > 0.03 and rng.random() < 0.01 else 0
             state["equity"], state["dd"] = equity, dd
             for period, seconds, kind in _PERIOD_KINDS:
                 bstart = int(t // seconds) * seconds
