@@ -415,8 +415,9 @@ def _decode_exact(line: bytes, i: int, out: dict[str, tuple[list[Any], list[int]
         rec = rules.record_decoder(kind).decode(line)
     except Exception:  # diagnosed later
         return
-    out[kind][0].append(rec)
-    out[kind][1].append(i)
+    recs, idx = out.setdefault(kind, ([], []))
+    recs.append(rec)
+    idx.append(i)
 
 
 def _cross_line(kind_name: str, recs: list[Any], idx: list[int], expect: rules.Expect,
