@@ -16,6 +16,13 @@ Definitions (per strategy, in bar time):
 - ``turnover = traded_notional / equity`` at the bucket's last bar, with ``traded_notional``
   the sum of the increments in the bucket; ``risk_breaches``, ``risk_warnings``: sums;
   ``bars``: bars in the bucket; levels are the values at the bucket's last bar.
+
+The bar path is the hot path (see bench/per_bar.py): a bar inside the open hour with every
+field of its exact type (float, or int for the counts) takes a fast path of a few stores;
+anything else (other numeric types, None, a late bar, the bar that opens a new hour, a
+forked child) takes the general path, which validates field by field, rolls the buckets
+and applies the bar the same way. Per bar only the open hour accumulates; the day bucket
+and the totals take the hour's sums when it closes (observers read closed + open).
 """
 
 from __future__ import annotations
@@ -43,7 +50,11 @@ _log = logging.getLogger("ensemble_otel")
 _INF = math.inf
 _UTC = timezone.utc
 PERIODS: tuple[tuple[str, int], ...] = (("1h", 3600), ("24h", 86400))
-STATE_VERSION = 1
+# _dd_floor = peak * (1 - max_drawdown + margin): an absolute margin of 1e-12 of the peak is
+# far above the rounding of either side, so an equity at or above the floor can never give
+# 1 - equity / peak > max_drawdown; below it the exact comparison decides
+_DD_MARGIN = 1e-12
+STATE_VERSION = 2  # 2: the day bucket and the totals exclude the open hour
 
 
 def iso(unix: float) -> str:
@@ -86,7 +97,7 @@ def _number(value: object, field: str) -> float:
     if isinstance(value, bool) or value is None or isinstance(value, (str, bytes)):
         raise BarError(field, value, "must be a number")
     try:
-        out = float(value)  # type: ignore[arg-type]
+        out = float(value)
     except (TypeError, ValueError):
         raise BarError(field, value, "must be a number") from None
     if not math.isfinite(out):
@@ -163,6 +174,26 @@ class HealthSnapshotEmitter:
     Obtain it from ``ensemble_otel.configure().health``. Call ``maybe_emit`` on every bar.
     """
 
+    # what a bar touches lives in slots (fast, and past ~30 attributes an instance dict
+    # stops sharing its keys and every attribute access slows down); the rest in __dict__
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_dd_floor",
+        "_h_bars",
+        "_h_breaches",
+        "_h_notional",
+        "_h_warnings",
+        "_hour_end",
+        "equity",
+        "last_ts",
+        "max_drawdown",
+        "peak",
+        "positions",
+        "realized",
+        "unrealized",
+    )
+
     def __init__(
         self,
         settings: Settings,
@@ -182,29 +213,37 @@ class HealthSnapshotEmitter:
             "24h": settings.root / "logs" / "24h" / "health_snapshot" / sid,
         }
         self.state_path: Path = settings.state_dir / "health" / f"{sid}.json"
-        self.active = True  # False in a forked child
-        self.dirty = False
+        self._active = True  # False in a forked child
+        self._saved_ts: float | None = -_INF  # last_ts when the state file was last written
         # levels at the last bar
         self.equity: float | None = None
         self.first_equity: float | None = None
         self.peak = 0.0
-        self.drawdown = 0.0
         self.max_drawdown = 0.0
+        # an equity at or above this cannot deepen max_drawdown (saves a division per bar)
+        self._dd_floor = 0.0
         self.realized: float | None = None
         self.unrealized: float | None = None
         self.positions: int | None = None
         self.last_ts = -_INF
-        # cumulative totals since the first bar (observable counters)
-        self.total_bars = 0
-        self.total_notional = 0.0
-        self.total_breaches = 0
-        self.total_warnings = 0
+        # the open hour's accumulators (the only ones a bar touches)
+        self._h_bars = 0
+        self._h_notional = 0.0
+        self._h_breaches = 0
+        self._h_warnings = 0
+        # totals of the closed hours since the first bar (observable counters add the open hour)
+        self._c_bars = 0
+        self._c_notional = 0.0
+        self._c_breaches = 0
+        self._c_warnings = 0
         self.dropped = 0
         self._drop_warned_at = -_INF
-        self._hour = _Bucket("1h", 3600)
-        self._day = _Bucket("24h", 86400)
+        self._hour = _Bucket("1h", 3600)  # its sums are the _h_* fields while it is open
+        self._day = _Bucket("24h", 86400)  # its sums cover the day's closed hours
         self._hour_end = -_INF  # first unix second after the open hour
         self._restore()
+        self._reset_dd_floor()
+        self._saved_ts = self.last_ts
         self._observe(meter)
 
     # -- the bar path -------------------------------------------------------------------
@@ -221,7 +260,53 @@ class HealthSnapshotEmitter:
         risk_warnings: int = 0,
         open_positions: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Record one bar; return the records written when it closed buckets (usually [])."""
+        """Record one bar; return the records written when it closed buckets (usually []).
+
+        Raises :class:`~ensemble_otel.BarError` naming the field when a value is not valid;
+        nothing is recorded then.
+        """
+        # Fast path: exact types; finite (a sum of finite floats is finite unless it
+        # overflows, which only sends the bar to the general path); in range; after the
+        # last bar and inside the open hour (a valid bar's hour, so ts is within
+        # TS_MIN..TS_MAX too). Keep the stores in step with _apply().
+        if (type(ts) is float and type(equity) is float and type(realized_pnl) is float
+                and type(unrealized_pnl) is float and type(traded_notional) is float
+                and type(risk_breaches) is int and type(risk_warnings) is int
+                and type(open_positions) is int):
+            s = equity + realized_pnl + unrealized_pnl + traded_notional
+            if (s - s == 0.0 and equity > 0.0 and traded_notional >= 0.0
+                    and risk_breaches >= 0 and risk_warnings >= 0 and open_positions >= 0
+                    and self.last_ts < ts < self._hour_end):
+                if equity > self.peak:
+                    self.peak = equity
+                    self._dd_floor = equity * (1.0 - self.max_drawdown + _DD_MARGIN)
+                elif equity < self._dd_floor:
+                    self._deeper(equity)
+                self.equity = equity
+                self.realized = realized_pnl
+                self.unrealized = unrealized_pnl
+                self.positions = open_positions
+                self.last_ts = ts
+                self._h_bars += 1
+                self._h_notional += traded_notional
+                self._h_breaches += risk_breaches
+                self._h_warnings += risk_warnings
+                return []
+        return self._bar(ts, equity, realized_pnl, unrealized_pnl, traded_notional,
+                         risk_breaches, risk_warnings, open_positions)
+
+    def _bar(
+        self,
+        ts: Any,
+        equity: Any,
+        realized_pnl: Any,
+        unrealized_pnl: Any,
+        traded_notional: Any,
+        risk_breaches: Any,
+        risk_warnings: Any,
+        open_positions: Any,
+    ) -> list[dict[str, Any]]:
+        """The general path: validate field by field, drop late bars, roll, apply."""
         t = ts if type(ts) is float and TS_MIN <= ts < TS_MAX else to_unix(ts)
         if type(equity) is not float:
             equity = _number(equity, "equity")
@@ -246,41 +331,101 @@ class HealthSnapshotEmitter:
         if t <= self.last_ts:
             self._drop(t)
             return []
-        if not self.active:
+        if not self._active:
             return []
         written: list[dict[str, Any]] = []
         if t >= self._hour_end:
             written = self._roll(t)
-        with self._lock:
-            if equity > self.peak:
-                self.peak = equity
-                self.drawdown = 0.0
-            else:
-                dd = 1.0 - equity / self.peak
-                self.drawdown = dd
-                if dd > self.max_drawdown:
-                    self.max_drawdown = dd
-            if self.first_equity is None:
-                self.first_equity = equity
-            self.equity = equity
-            self.realized = realized_pnl
-            self.unrealized = unrealized_pnl
-            self.positions = open_positions
-            self.last_ts = t
-            self.total_bars += 1
-            self.total_notional += traded_notional
-            self.total_breaches += risk_breaches
-            self.total_warnings += risk_warnings
-            for b in (self._hour, self._day):
-                if b.bars == 0:
-                    b.first_ts = t
-                b.bars += 1
-                b.notional += traded_notional
-                b.breaches += risk_breaches
-                b.warnings += risk_warnings
-                b.last_ts = t
-            self.dirty = True
+        self._apply(t, equity, realized_pnl, unrealized_pnl, traded_notional,
+                    risk_breaches, risk_warnings, open_positions)
         return written
+
+    def _apply(
+        self,
+        t: float,
+        equity: float,
+        realized_pnl: float | None,
+        unrealized_pnl: float | None,
+        traded_notional: float,
+        risk_breaches: int,
+        risk_warnings: int,
+        open_positions: int | None,
+    ) -> None:
+        """Apply a valid bar (the general path; the fast path in maybe_emit does the same)."""
+        if self._h_bars == 0:
+            self._hour.first_ts = t
+            if self._day.bars == 0:
+                self._day.first_ts = t
+        if self.first_equity is None:
+            self.first_equity = equity
+        if equity > self.peak:
+            self.peak = equity
+            self._dd_floor = equity * (1.0 - self.max_drawdown + _DD_MARGIN)
+        elif equity < self._dd_floor:
+            self._deeper(equity)
+        self.equity = equity
+        self.realized = realized_pnl
+        self.unrealized = unrealized_pnl
+        self.positions = open_positions
+        self.last_ts = t
+        self._h_bars += 1
+        self._h_notional += traded_notional
+        self._h_breaches += risk_breaches
+        self._h_warnings += risk_warnings
+
+    def _deeper(self, equity: float) -> None:
+        """``equity`` is near or below the deepest drawdown so far: compare exactly."""
+        dd = 1.0 - equity / self.peak
+        if dd > self.max_drawdown:
+            self.max_drawdown = dd
+            self._dd_floor = self.peak * (1.0 - dd + _DD_MARGIN)
+
+    def _reset_dd_floor(self) -> None:
+        self._dd_floor = self.peak * (1.0 - self.max_drawdown + _DD_MARGIN)
+
+    # -- properties the rest of the package reads -------------------------------------------
+
+    @property
+    def drawdown(self) -> float:
+        """``1 - equity / peak`` at the last bar (0 before the first)."""
+        equity, peak = self.equity, self.peak
+        return 0.0 if equity is None or peak <= 0.0 else 1.0 - equity / peak
+
+    @property
+    def active(self) -> bool:
+        """False in a forked child: bars are validated, then ignored."""
+        return self._active
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        self._active = value
+        if not value:
+            self._hour_end = -_INF  # every bar takes the general path, which checks this
+
+    @property
+    def dirty(self) -> bool:
+        """True when bars arrived since the state file was last written."""
+        return self._saved_ts != self.last_ts
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        self._saved_ts = None if value else self.last_ts
+
+    @property
+    def total_bars(self) -> int:
+        return self._c_bars + self._h_bars
+
+    @property
+    def total_notional(self) -> float:
+        return self._c_notional + self._h_notional
+
+    @property
+    def total_breaches(self) -> int:
+        return self._c_breaches + self._h_breaches
+
+    @property
+    def total_warnings(self) -> int:
+        return self._c_warnings + self._h_warnings
 
     def _drop(self, t: float) -> None:
         self.dropped += 1
@@ -299,6 +444,9 @@ class HealthSnapshotEmitter:
         """A bar at ``t`` opened a later hour: close what it closes, open its buckets."""
         hour_start = int(t // 3600) * 3600
         day_start = int(t // 86400) * 86400
+        if self._h_bars > 0 and self._hour.start != hour_start:
+            with self._lock:
+                self._fold_hour()
         closing = [b for b, start in ((self._hour, hour_start), (self._day, day_start))
                    if b.bars > 0 and b.start != start]
         written: list[dict[str, Any]] = []
@@ -322,10 +470,27 @@ class HealthSnapshotEmitter:
             for b, start in ((self._hour, hour_start), (self._day, day_start)):
                 if b.start != start:
                     b.reset(start)
-        self._hour_end = hour_start + 3600
+        self._hour_end = float(hour_start + 3600)
         if closing:
             self.save_state(fsync=False)
         return written
+
+    def _fold_hour(self) -> None:
+        """The open hour closes: its sums go to its bucket, the day and the totals."""
+        h, d = self._hour, self._day
+        h.bars, h.notional = self._h_bars, self._h_notional
+        h.breaches, h.warnings = self._h_breaches, self._h_warnings
+        h.last_ts = d.last_ts = self.last_ts
+        d.bars += self._h_bars
+        d.notional += self._h_notional
+        d.breaches += self._h_breaches
+        d.warnings += self._h_warnings
+        self._c_bars += self._h_bars
+        self._c_notional += self._h_notional
+        self._c_breaches += self._h_breaches
+        self._c_warnings += self._h_warnings
+        self._h_bars = self._h_breaches = self._h_warnings = 0
+        self._h_notional = 0.0
 
     def _file_for(self, b: _Bucket) -> Path:
         day = datetime.fromtimestamp(b.start, tz=_UTC)
@@ -393,17 +558,17 @@ class HealthSnapshotEmitter:
 
         gauge(names.EQUITY, lambda: self.equity)
         gauge(names.EQUITY_PEAK, lambda: self.peak)
-        gauge(names.DRAWDOWN, lambda: self.drawdown)
+        gauge(names.DRAWDOWN, lambda: self.drawdown)  # computed from equity and peak
         gauge(names.DRAWDOWN_MAX, lambda: self.max_drawdown)
         gauge(names.PNL_REALIZED, lambda: self.realized)
         gauge(names.PNL_UNREALIZED, lambda: self.unrealized)
         gauge(names.POSITIONS_OPEN, lambda: self.positions)
         gauge(names.BAR_TIMESTAMP, lambda: self.last_ts)
-        gauge(names.BARS, lambda: self.total_bars)
+        gauge(names.BARS, lambda: self._c_bars + self._h_bars)
         gauge(names.BARS_DROPPED, lambda: self.dropped)
-        gauge(names.TRADED_NOTIONAL, lambda: self.total_notional)
-        gauge(names.RISK_BREACHES, lambda: self.total_breaches)
-        gauge(names.RISK_WARNINGS, lambda: self.total_warnings)
+        gauge(names.TRADED_NOTIONAL, lambda: self._c_notional + self._h_notional)
+        gauge(names.RISK_BREACHES, lambda: self._c_breaches + self._h_breaches)
+        gauge(names.RISK_WARNINGS, lambda: self._c_warnings + self._h_warnings)
 
         def per_period(name: str, attr: str) -> None:
             spec = names.METRICS_BY_NAME[name]
@@ -424,6 +589,11 @@ class HealthSnapshotEmitter:
 
     def state(self) -> dict[str, Any]:
         with self._lock:
+            hour = self._hour.to_state()
+            hour.update(bars=self._h_bars, notional=self._h_notional,
+                        breaches=self._h_breaches, warnings=self._h_warnings)
+            if self._h_bars:
+                hour["last_ts"] = self.last_ts
             return {
                 "version": STATE_VERSION,
                 "strategy_id": self.settings.strategy_id,
@@ -436,25 +606,26 @@ class HealthSnapshotEmitter:
                 "unrealized": self.unrealized,
                 "positions": self.positions,
                 "last_ts": None if self.last_ts == -_INF else self.last_ts,
-                "total_bars": self.total_bars,
-                "total_notional": self.total_notional,
-                "total_breaches": self.total_breaches,
-                "total_warnings": self.total_warnings,
+                # totals and the day bucket: closed hours only; the open hour is "1h"
+                "total_bars": self._c_bars,
+                "total_notional": self._c_notional,
+                "total_breaches": self._c_breaches,
+                "total_warnings": self._c_warnings,
                 "dropped": self.dropped,
-                "buckets": {"1h": self._hour.to_state(), "24h": self._day.to_state()},
+                "buckets": {"1h": hour, "24h": self._day.to_state()},
             }
 
     def save_state(self, *, fsync: bool = True) -> bool:
         """Replace the state file atomically. Fails soft (returns False, logs)."""
-        if not self.active or self.equity is None:
+        if not self._active or self.equity is None:
             return False
-        self.dirty = False
+        saved_ts = self.last_ts
         try:
             atomic_write_json(self.state_path, self.state(), fsync=fsync)
         except OSError as exc:
-            self.dirty = True
             _log.error("ensemble-otel health: cannot write state %s: %s", self.state_path, exc)
             return False
+        self._saved_ts = saved_ts
         return True
 
     def _restore(self) -> None:
@@ -463,7 +634,7 @@ class HealthSnapshotEmitter:
         if self.state_path.exists():
             try:
                 state = read_json(self.state_path)
-                if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+                if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
                     raise ValueError("unknown state version")
                 self._load(state)
             except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -491,8 +662,8 @@ class HealthSnapshotEmitter:
                 self.last_ts = max(self.last_ts, last_bar.timestamp())
                 if self.first_equity is None:
                     self.first_equity = float(last["equity"])
-        if self._hour.start >= 0 and self._hour.bars > 0:
-            self._hour_end = self._hour.start + 3600
+        if self._hour.start >= 0 and self._h_bars > 0:
+            self._hour_end = float(self._hour.start + 3600)
 
     def _load(self, state: dict[str, Any]) -> None:
         if state.get("strategy_id") != self.settings.strategy_id:
@@ -500,19 +671,30 @@ class HealthSnapshotEmitter:
         self.equity = state["equity"]
         self.first_equity = state["first_equity"]
         self.peak = float(state["peak"])
-        self.drawdown = float(state["drawdown"])
-        self.max_drawdown = float(state["max_drawdown"])
+        self.max_drawdown = float(state["max_drawdown"])  # drawdown follows from equity, peak
         self.realized = state["realized"]
         self.unrealized = state["unrealized"]
         self.positions = state["positions"]
         self.last_ts = -_INF if state["last_ts"] is None else float(state["last_ts"])
-        self.total_bars = int(state["total_bars"])
-        self.total_notional = float(state["total_notional"])
-        self.total_breaches = int(state["total_breaches"])
-        self.total_warnings = int(state["total_warnings"])
+        self._c_bars = int(state["total_bars"])
+        self._c_notional = float(state["total_notional"])
+        self._c_breaches = int(state["total_breaches"])
+        self._c_warnings = int(state["total_warnings"])
         self.dropped = int(state["dropped"])
-        self._hour.load(state["buckets"]["1h"])
-        self._day.load(state["buckets"]["24h"])
+        h, d = self._hour, self._day
+        h.load(state["buckets"]["1h"])
+        d.load(state["buckets"]["24h"])
+        self._h_bars, self._h_notional = int(h.bars), float(h.notional)
+        self._h_breaches, self._h_warnings = int(h.breaches), int(h.warnings)
+        if state["version"] == 1:  # version 1 counted the open hour in the day and the totals
+            d.bars -= self._h_bars
+            d.notional -= self._h_notional
+            d.breaches -= self._h_breaches
+            d.warnings -= self._h_warnings
+            self._c_bars -= self._h_bars
+            self._c_notional -= self._h_notional
+            self._c_breaches -= self._h_breaches
+            self._c_warnings -= self._h_warnings
 
     def _last_record(self, period: str) -> dict[str, Any] | None:
         directory = self._dirs[period]
