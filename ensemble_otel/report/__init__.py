@@ -64,8 +64,8 @@ def write_report(
 
     `start`/`end` are unix seconds (inclusive) on the bucket start; see
     `ensemble_otel.report.times.parse_bound` for the CLI's text forms. Bad or missing input
-    never raises: the page says what is missing. Raises ValueError for a bad `period`, and
-    OSError only when the page itself cannot be written.
+    never raises: the page says what is missing. Raises ValueError for a bad `period` or
+    strategy id, and OSError only when the page itself cannot be written.
     """
     root = Path(root)
     output = Path(output) if output is not None else root / REPORT_NAME

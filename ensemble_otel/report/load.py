@@ -6,12 +6,19 @@ the reason. Nothing here raises on bad data: what is missing becomes a note on t
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ensemble_otel.contract.registry import EVENT, HEARTBEAT, RECORD_KINDS_BY_NAME, RecordKind
+from ensemble_otel.contract.registry import (
+    EVENT,
+    HEARTBEAT,
+    RECORD_KINDS_BY_NAME,
+    STRATEGY_ID_PATTERN,
+    RecordKind,
+)
 
 from .checks import ContractVerdicts, contract_verdicts, parse_line
 from .layout import RecordFile, record_files, strategy_dir_hint
@@ -190,6 +197,10 @@ def load(
 ) -> Dataset:
     """Read everything the report needs under `root`. Never raises on bad data."""
     kind = snapshot_kind(period)
+    for sid in strategies or ():
+        if not re.fullmatch(STRATEGY_ID_PATTERN, sid):
+            raise ValueError(f"strategies: {sid!r} is not a strategy id "
+                             f"(must match {STRATEGY_ID_PATTERN})")
     validation = Validation()
     problems: list[str] = []
     found: dict[str, list[RecordFile]] = {}

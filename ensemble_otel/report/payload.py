@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from ensemble_otel.contract.registry import EVENT
+
 from .charts import CHARTS, COLUMNS, NEGATIVE_COLOR
 from .load import Dataset, StrategyData
 from .summary import summarize
@@ -29,6 +31,16 @@ def heartbeat_status(hb: dict[str, Any] | None, now: float) -> dict[str, Any] | 
     return {**hb, "age_s": age, "stale": stale}
 
 
+def _displayable(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as listed; fields JSON cannot carry here (nesting too deep) are left out."""
+    try:
+        orjson.dumps(event)
+    except orjson.JSONEncodeError as exc:
+        meta = {k: event[k] for k in EVENT.field_names() if k in event}
+        return {**meta, "fields_not_shown": str(exc)}
+    return event
+
+
 def _strategy(sd: StrategyData, now: float) -> dict[str, Any]:
     summary = summarize(sd.snapshots)
     columns: dict[str, list[Any]] = {"t": sd.times}
@@ -43,7 +55,7 @@ def _strategy(sd: StrategyData, now: float) -> dict[str, Any]:
         "events": {
             "count": sd.event_count,
             "names": dict(sd.event_names.most_common()),
-            "latest": sd.events,
+            "latest": [_displayable(e) for e in sd.events],
         },
     }
 

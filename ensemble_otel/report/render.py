@@ -6,11 +6,12 @@ any request, so the file opens offline and cannot reach a network.
 
 from __future__ import annotations
 
-import json
 from html import escape
 from importlib.resources import files
 from string import Template
 from typing import Any
+
+import orjson
 
 from .payload import to_script_json
 from .times import human_age
@@ -43,6 +44,10 @@ def percent(v: float) -> str:
 
 def ratio(v: float) -> str:
     return f"{v:,.3f}"
+
+
+def _compact(value: dict[str, Any]) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _e(v: object) -> str:
@@ -146,7 +151,7 @@ def _events(s: dict[str, Any]) -> str:
     meta = {"ts", "event", "strategy_id", "schema_version"}
     rows = "".join(
         f'<tr><td class="mono">{_e(r["ts"])}</td><td>{_e(r["event"])}</td>'
-        f'<td class="mono">{_e(json.dumps({k: v for k, v in r.items() if k not in meta}))}'
+        f'<td class="mono">{_e(_compact({k: v for k, v in r.items() if k not in meta}))}'
         "</td></tr>"
         for r in reversed(ev["latest"])
     )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_report_data import page_data
 
 from ensemble_otel.cli import main
+from ensemble_otel.report import write_report
 from ensemble_otel.report.synthetic import write_strategy
 from ensemble_otel.report.times import parse_bound
 
@@ -120,6 +123,8 @@ def test_range_with_nothing_in_it(tmp_path: Path, capsys: pytest.CaptureFixture[
     (["--period", "5m"], "argument --period: invalid choice: '5m'"),
     (["--from", "yesterday"], "argument --from: 'yesterday' is not a date (YYYY-MM-DD)"),
     (["--to", "2024-02-30"], "argument --to: '2024-02-30' is not a date"),
+    (["--strategy", "../other"], "argument --strategy: '../other' is not a strategy id"),
+    (["--strategy", ""], "argument --strategy: '' is not a strategy id"),
 ])
 def test_bad_arguments_name_the_option_and_the_rule(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
@@ -157,3 +162,14 @@ def test_an_unwritable_output_is_a_clear_error(tmp_path: Path,
 ])
 def test_time_bounds(text: str, end: bool, expected: float) -> None:
     assert parse_bound(text, end=end) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"period": "1d"}, "period: '1d' is not one of 1h, 24h"),
+    ({"strategies": ["a", "x/y"]}, "strategies: 'x/y' is not a strategy id"),
+])
+def test_write_report_refuses_bad_arguments(tmp_path: Path, kwargs: dict[str, Any],
+                                            message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        write_report(tmp_path, **kwargs)
+    assert not (tmp_path / "report.html").exists()

@@ -198,3 +198,18 @@ def test_page_is_self_contained(two_strategies: Path) -> None:
     assert "default-src 'none'" in html  # the browser refuses any request
     assert not re.search(r'<(script|link|img)[^>]+(src|href)=', html)
     assert "uPlot 1.6.32" in html and "MIT License" in html
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_an_event_nested_too_deep_to_embed_is_listed_without_its_fields(
+        tmp_path: Path, depth: int) -> None:
+    write_strategy(tmp_path, "x", start=START, hours=3)
+    path = tmp_path / EVENT.path.format(strategy_id="x", **{"YYYY-MM-DD": "2024-03-01"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"ts": "2024-03-01T01:00:00Z", "event": "deep", "strategy_id": "x", '
+                    f'"schema_version": "1.0", "v": {"[" * depth}{"]" * depth}}}\n')
+    result = write_report(tmp_path)
+    assert result.ok
+    (listed,) = page_data(result.path)["strategies"][0]["events"]["latest"]
+    assert listed["event"] == "deep" and "v" not in listed
+    assert "fields_not_shown" in listed
