@@ -9,7 +9,8 @@ Prometheus scrapes the collector and loads deploy/prometheus/rules.yml. Then:
   evaluates every rule without error and records the series;
 - every metric selector inside every alert returns data for that strategy (an alert is
   quiet on healthy data, so its whole expression is empty by design), and on this healthy
-  bot every alert expression is indeed empty.
+  bot every alert expression is indeed empty;
+- every series the contract registry names (``Metric.prometheus``) exists.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ensemble_otel.contract.registry import BARS, EQUITY, METRICS_BY_NAME
+from ensemble_otel.contract.registry import BARS, EQUITY, METRICS, METRICS_BY_NAME
 
 
 def _load_deploy_queries() -> ModuleType:
@@ -114,7 +115,14 @@ def test_every_dashboard_and_rule_query_returns_data(
     }
     assert alert_selectors
 
-    everything = {**panel_queries, **record_queries, **alert_selectors}
+    # Every series the registry names exists too (the contract's `prometheus` names are
+    # what the collector produces).
+    registry_series = {
+        f"registry: {m.name}": f'{m.prometheus}{{{STRATEGY_LABEL}="{STRATEGY}"}}'
+        for m in METRICS
+    }
+
+    everything = {**panel_queries, **record_queries, **alert_selectors, **registry_series}
     dead = _wait_all_alive(prom, everything, timeout=60)
     assert not dead, "queries without data for the bot's strategy:\n" + "\n".join(
         f"  {name}: {query}" for name, query in dead.items())
