@@ -34,9 +34,13 @@
       " " + two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + " UTC";
   }
 
-  function decimalsFor(incr) {  // enough decimals to tell neighbouring ticks apart
+  function decimalsFor(incr) {  // the decimals of the tick step (2.5 -> 1, 0.25 -> 2)
     if (!(incr > 0)) return 2;
-    return Math.max(0, Math.min(6, Math.ceil(-Math.log10(incr) - 1e-9)));
+    for (var d = 0; d < 6; d++) {
+      var scaled = incr * Math.pow(10, d);
+      if (Math.abs(scaled - Math.round(scaled)) < 1e-6 * Math.max(1, scaled)) return d;
+    }
+    return 6;
   }
 
   function fixed(v, d) {
