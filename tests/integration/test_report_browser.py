@@ -37,6 +37,23 @@ PLOTS_JS = """(() => window.ensembleReport.plots.map(u => ({
   chart: u.root.closest('figure').dataset.chart})))()"""
 
 
+EXTREMES_JS = """(() => {
+  const rep = window.ensembleReport, out = [];
+  rep.plots.forEach(u => {
+    const fig = u.root.closest('figure');
+    const s = rep.data.strategies.find(x => x.id === fig.dataset.strategy);
+    const chart = rep.data.charts.find(c => c.id === fig.dataset.chart);
+    chart.series.forEach((sr, i) => {
+      const full = s.columns[sr.field], drawn = u.data[i + 1];
+      out.push({field: sr.field, strategy: s.id,
+                min: Math.min(...full), max: Math.max(...full),
+                drawnMin: Math.min(...drawn), drawnMax: Math.max(...drawn)});
+    });
+  });
+  return out;
+})()"""
+
+
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     binary = require_binary("chromium", "apt-get install chromium "
@@ -177,8 +194,13 @@ def test_a_year_of_hourly_records_for_three_strategies_renders(chromium: Any,
         write_strategy(tmp_path, sid, start=START, hours=8760, seed=i)
     result = write_report(tmp_path)
     assert result.records == 3 * 8760
-    visit = chromium.visit(result.path)
+    visit = chromium.visit(result.path, interact=lambda b, s: b.evaluate(EXTREMES_JS, s))
     assert_clean(visit)
+    # downsampled for drawing, but every series keeps its lowest and highest record
+    extremes = visit.interaction
+    assert len(extremes) == 3 * sum(len(c.series) for c in CHARTS)
+    for e in extremes:
+        assert (e["drawnMin"], e["drawnMax"]) == (e["min"], e["max"]), e
     assert len(visit.charts) == 3 * len(CHARTS)
     for chart in visit.charts:
         assert chart["points"] == "8760"
