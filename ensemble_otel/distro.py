@@ -15,7 +15,8 @@ bot's first line runs (through a ``sitecustomize`` on ``PYTHONPATH``):
 
 Bad settings never stop the bot: the configurator prints one error on stderr naming the
 variable and the rule, and ensemble-otel stays off (no files, no export); a later
-``configure()`` in the bot raises the same :class:`~ensemble_otel.ConfigError`.
+``configure()`` in the bot raises the same :class:`~ensemble_otel.ConfigError`. Under
+systemd it still sends ``READY=1`` (with the error as ``STATUS=``) but never ``WATCHDOG=1``.
 
 Processes started by :mod:`multiprocessing` (spawn and forkserver children, the resource
 tracker) inherit ``PYTHONPATH`` and run the ``sitecustomize`` again; they are not configured
@@ -33,6 +34,7 @@ from typing import Any
 from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.sdk._configuration import _BaseConfigurator
 
+from ensemble_otel import notify
 from ensemble_otel.errors import ConfigError
 from ensemble_otel.settings import _otlp_wanted
 
@@ -92,6 +94,10 @@ def _report(reason: str, *, off: bool = True) -> None:
             if off else "")
     print(f"ensemble-otel (opentelemetry-instrument): {reason}{tail}", file=sys.stderr,
           flush=True)
+    if off:
+        # Under systemd (Type=notify) the bot still starts; no watchdog pings follow, since
+        # there are no heartbeats: a unit with WatchdogSec= restarts it, as it asked to.
+        notify.notify(f"READY=1\nSTATUS=ensemble-otel is off: {reason}")
 
 
 def multiprocessing_helper() -> bool:

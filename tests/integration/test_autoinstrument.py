@@ -8,6 +8,7 @@ dev extra installs) and checks what landed on disk and what an OTLP/HTTP receive
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -285,7 +286,9 @@ SYSTEMD_BOT = """
 """
 
 
-def test_systemd_notifications_under_auto_instrumentation(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def systemd_socket() -> Iterator[tuple[str, list[str]]]:
+    """An abstract NOTIFY_SOCKET address and the messages it received, read like systemd."""
     address = f"@ensemble-otel-zc-{uuid.uuid4().hex}"
     messages: list[str] = []
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
@@ -293,7 +296,7 @@ def test_systemd_notifications_under_auto_instrumentation(tmp_path: Path) -> Non
         sock.settimeout(0.2)
         stop = threading.Event()
 
-        def read() -> None:  # like systemd: keep reading
+        def read() -> None:  # keep reading: a datagram queue holds only a few messages
             while not stop.is_set():
                 try:
                     messages.append(sock.recv(4096).decode())
@@ -302,14 +305,38 @@ def test_systemd_notifications_under_auto_instrumentation(tmp_path: Path) -> Non
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
+        try:
+            yield address, messages
+        finally:
+            time.sleep(0.3)
+            stop.set()
+            reader.join(5)
+
+
+def test_systemd_notifications_under_auto_instrumentation(tmp_path: Path) -> None:
+    with systemd_socket() as (address, messages):
         env = bot_env(tmp_path / "out", "zc-systemd",
                       {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "5000000"})
         done = run_bot(tmp_path, SYSTEMD_BOT, env)
-        time.sleep(0.3)
-        stop.set()
-        reader.join(5)
     assert done.returncode == 0, done.stderr
     assert messages[:2] == ["READY=1", "BOT=first-line"], messages  # ready before the bot runs
     assert messages[-2:] == ["BOT=last-line", "STOPPING=1"], messages
     middle = messages[2:-2]
     assert middle.count("WATCHDOG=1") >= 2 and set(middle) == {"WATCHDOG=1"}, messages
+
+
+def test_bad_settings_still_let_systemd_start_the_bot(tmp_path: Path) -> None:
+    """READY=1 with the error as STATUS=, and no watchdog pings: there are no heartbeats."""
+    with systemd_socket() as (address, messages):
+        env = bot_env(tmp_path / "out", "zc-systemd",
+                      {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "5000000",
+                       "ENSEMBLE_ENVIRONMENT": "prod"})
+        done = run_bot(tmp_path, SYSTEMD_BOT, env)
+    assert done.returncode == 0, done.stderr
+    assert len(messages) == 3, messages
+    ready, first, last = messages
+    lines = ready.split("\n")
+    assert lines[0] == "READY=1"
+    assert lines[1].startswith("STATUS=ensemble-otel is off: ENSEMBLE_ENVIRONMENT='prod'")
+    assert [first, last] == ["BOT=first-line", "BOT=last-line"]
+    assert not (tmp_path / "out").exists()
