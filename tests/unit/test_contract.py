@@ -284,3 +284,36 @@ def test_emitted_tree_with_a_foreign_field_fails_strict_validation(
     report = validate([str(tmp_path)], strict=True)
     assert [(v.line, v.rule, v.field) for v in report.violations] == [
         (1, "unknown-field", "sharpe")]
+
+
+# --- the generated reference ---------------------------------------------------------------
+
+
+def _gen_reference() -> Any:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "gen_reference.py"
+    spec = importlib.util.spec_from_file_location("gen_reference", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_reference_is_current() -> None:
+    gen = _gen_reference()
+    assert gen.TARGET.read_text(encoding="utf-8") == gen.render(), (
+        "docs/reference.md is stale: run `python scripts/gen_reference.py`")
+    assert gen.main(["--check"]) == 0
+
+
+def test_reference_names_every_registry_entry() -> None:
+    text = _gen_reference().render()
+    for m in registry.METRICS:
+        assert f"| `{m.name}` |" in text and f"`{m.prometheus}`" in text
+    for attribute in registry.RESOURCE_ATTRIBUTES:
+        assert f"| `{attribute}` |" in text
+    for kind in registry.RECORD_KINDS:
+        assert f"### {kind.name}" in text
+        for f in kind.fields:
+            assert f"| `{f.name}` |" in text
