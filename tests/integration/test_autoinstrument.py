@@ -340,3 +340,15 @@ def test_bad_settings_still_let_systemd_start_the_bot(tmp_path: Path) -> None:
     assert lines[1].startswith("STATUS=ensemble-otel is off: ENSEMBLE_ENVIRONMENT='prod'")
     assert [first, last] == ["BOT=first-line", "BOT=last-line"]
     assert not (tmp_path / "out").exists()
+
+
+def test_disabled_sdk_still_lets_systemd_start_the_bot(tmp_path: Path) -> None:
+    with systemd_socket() as (address, messages):
+        env = bot_env(tmp_path / "out", "zc-systemd",
+                      {"NOTIFY_SOCKET": address, "OTEL_SDK_DISABLED": "true"})
+        done = run_bot(tmp_path, SYSTEMD_BOT, env)
+    assert done.returncode == 0, done.stderr
+    assert "ensemble-otel" not in done.stderr  # switched off on purpose: not an error
+    assert messages == ["READY=1\nSTATUS=ensemble-otel is disabled (OTEL_SDK_DISABLED=true)",
+                        "BOT=first-line", "BOT=last-line"]
+    assert not (tmp_path / "out").exists()
