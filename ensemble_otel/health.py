@@ -65,10 +65,10 @@ def iso(unix: float) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-# Bar times with a four-digit year: 1000-01-01T00:00:00Z <= ts < 10000-01-01T00:00:00Z. A
-# time outside (typically milliseconds passed as seconds) would be taken as the last bar and
-# make every later bar look out of order, so it is refused up front.
-TS_MIN = -30610224000.0
+# Bar times: 1970-01-01T00:00:00Z <= ts < 10000-01-01T00:00:00Z (bucket starts are then never
+# negative: -1 means "none yet"). A time outside (typically milliseconds passed as seconds)
+# would be taken as the last bar and make every later bar look out of order, so it is refused.
+TS_MIN = 0.0
 TS_MAX = 253402300800.0
 
 
@@ -88,7 +88,7 @@ def to_unix(ts: object) -> float:
     else:
         raise BarError("ts", ts, "must be a datetime (naive = UTC) or unix seconds")
     if not TS_MIN <= value < TS_MAX:
-        raise BarError("ts", ts, "must be unix seconds between 1000-01-01 and 9999-12-31 "
+        raise BarError("ts", ts, "must be unix seconds between 1970-01-01 and 9999-12-31 "
                        "(is it in milliseconds?)")
     return value
 
@@ -185,6 +185,7 @@ class HealthSnapshotEmitter:
         "_h_notional",
         "_h_warnings",
         "_hour_end",
+        "_writing",
         "equity",
         "last_ts",
         "max_drawdown",
@@ -243,7 +244,7 @@ class HealthSnapshotEmitter:
         self._hour_end = -_INF  # first unix second after the open hour
         self._restore()
         self._reset_dd_floor()
-        self._saved_ts = self.last_ts
+        self._saved_ts = self._writing = self.last_ts
         self._observe(meter)
 
     # -- the bar path -------------------------------------------------------------------
@@ -277,6 +278,7 @@ class HealthSnapshotEmitter:
             if (s - s == 0.0 and equity > 0.0 and traded_notional >= 0.0
                     and risk_breaches >= 0 and risk_warnings >= 0 and open_positions >= 0
                     and self.last_ts < ts < self._hour_end):
+                self._writing = ts  # first store; last_ts is the last (see state())
                 if equity > self.peak:
                     self.peak = equity
                     self._dd_floor = equity * (1.0 - self.max_drawdown + _DD_MARGIN)
@@ -286,11 +288,11 @@ class HealthSnapshotEmitter:
                 self.realized = realized_pnl
                 self.unrealized = unrealized_pnl
                 self.positions = open_positions
-                self.last_ts = ts
                 self._h_bars += 1
                 self._h_notional += traded_notional
                 self._h_breaches += risk_breaches
                 self._h_warnings += risk_warnings
+                self.last_ts = ts
                 return []
         return self._bar(ts, equity, realized_pnl, unrealized_pnl, traded_notional,
                          risk_breaches, risk_warnings, open_positions)
@@ -328,7 +330,7 @@ class HealthSnapshotEmitter:
             risk_warnings = _count(risk_warnings, "risk_warnings")
         if open_positions is not None and (type(open_positions) is not int or open_positions < 0):
             open_positions = _count(open_positions, "open_positions")
-        if t <= self.last_ts:
+        if t <= self.last_ts or self._on_disk(t):
             self._drop(t)
             return []
         if not self._active:
@@ -352,6 +354,7 @@ class HealthSnapshotEmitter:
         open_positions: int | None,
     ) -> None:
         """Apply a valid bar (the general path; the fast path in maybe_emit does the same)."""
+        self._writing = t  # first store; last_ts is the last (see state())
         if self._h_bars == 0:
             self._hour.first_ts = t
             if self._day.bars == 0:
@@ -367,11 +370,11 @@ class HealthSnapshotEmitter:
         self.realized = realized_pnl
         self.unrealized = unrealized_pnl
         self.positions = open_positions
-        self.last_ts = t
         self._h_bars += 1
         self._h_notional += traded_notional
         self._h_breaches += risk_breaches
         self._h_warnings += risk_warnings
+        self.last_ts = t
 
     def _deeper(self, equity: float) -> None:
         """``equity`` is near or below the deepest drawdown so far: compare exactly."""
@@ -426,6 +429,12 @@ class HealthSnapshotEmitter:
     @property
     def total_warnings(self) -> int:
         return self._c_warnings + self._h_warnings
+
+    def _on_disk(self, t: float) -> bool:
+        """True when ``t`` falls in an hour or a day whose record is already on disk (a bar
+        the bot replays after a restart that lost the state; it would never be recorded)."""
+        h, d = self._hour.last_written, self._day.last_written
+        return (h >= 0 and t < h + 3600) or (d >= 0 and t < d + 86400)
 
     def _drop(self, t: float) -> None:
         self.dropped += 1
@@ -588,42 +597,65 @@ class HealthSnapshotEmitter:
     # -- state across restarts -------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
+        """A consistent snapshot of the state, from any thread.
+
+        The bar path takes no lock: it stores ``_writing`` first and ``last_ts`` last, so a
+        copy made while both agree, and after which ``_writing`` has not moved, holds one
+        whole bar. (Bucket closes, which the lock covers, are excluded by it.)
+        """
         with self._lock:
-            hour = self._hour.to_state()
-            hour.update(bars=self._h_bars, notional=self._h_notional,
-                        breaches=self._h_breaches, warnings=self._h_warnings)
-            if self._h_bars:
-                hour["last_ts"] = self.last_ts
-            return {
-                "version": STATE_VERSION,
-                "strategy_id": self.settings.strategy_id,
-                "equity": self.equity,
-                "first_equity": self.first_equity,
-                "peak": self.peak,
-                "drawdown": self.drawdown,
-                "max_drawdown": self.max_drawdown,
-                "realized": self.realized,
-                "unrealized": self.unrealized,
-                "positions": self.positions,
-                "last_ts": None if self.last_ts == -_INF else self.last_ts,
-                # totals and the day bucket: closed hours only; the open hour is "1h"
-                "total_bars": self._c_bars,
-                "total_notional": self._c_notional,
-                "total_breaches": self._c_breaches,
-                "total_warnings": self._c_warnings,
-                "dropped": self.dropped,
-                "buckets": {"1h": hour, "24h": self._day.to_state()},
-            }
+            state: dict[str, Any] = {}
+            for _ in range(10_000):
+                seen = self.last_ts
+                if self._writing == seen:
+                    state = self._state_copy()
+                    if self._writing == seen:
+                        return state
+                time.sleep(0)  # a bar is being applied on another thread: let it finish
+            return state  # not reached while bars take microseconds; the newest copy
+
+    def _state_copy(self) -> dict[str, Any]:
+        hour = self._hour.to_state()
+        hour.update(bars=self._h_bars, notional=self._h_notional,
+                    breaches=self._h_breaches, warnings=self._h_warnings)
+        if self._h_bars:
+            hour["last_ts"] = self.last_ts
+        return {
+            "version": STATE_VERSION,
+            "strategy_id": self.settings.strategy_id,
+            "equity": self.equity,
+            "first_equity": self.first_equity,
+            "peak": self.peak,
+            "drawdown": self.drawdown,
+            "max_drawdown": self.max_drawdown,
+            "realized": self.realized,
+            "unrealized": self.unrealized,
+            "positions": self.positions,
+            "last_ts": None if self.last_ts == -_INF else self.last_ts,
+            # totals and the day bucket: closed hours only; the open hour is "1h"
+            "total_bars": self._c_bars,
+            "total_notional": self._c_notional,
+            "total_breaches": self._c_breaches,
+            "total_warnings": self._c_warnings,
+            "dropped": self.dropped,
+            "buckets": {"1h": hour, "24h": self._day.to_state()},
+        }
 
     def save_state(self, *, fsync: bool = True) -> bool:
         """Replace the state file atomically. Fails soft (returns False, logs)."""
         if not self._active or self.equity is None:
             return False
-        saved_ts = self.last_ts
+        state = self.state()
+        saved_ts = -_INF if state["last_ts"] is None else state["last_ts"]
         try:
-            atomic_write_json(self.state_path, self.state(), fsync=fsync)
+            atomic_write_json(self.state_path, state, fsync=fsync)
         except OSError as exc:
-            _log.error("ensemble-otel health: cannot write state %s: %s", self.state_path, exc)
+            now = time.monotonic()
+            if now - getattr(self, "_state_error_at", -_INF) >= 60.0:
+                self._state_error_at = now
+                _log.error("ensemble-otel health: cannot write state %s: %s (the bot keeps "
+                           "running; retried at every beat, reported at most once a minute)",
+                           self.state_path, exc)
             return False
         self._saved_ts = saved_ts
         return True
@@ -662,12 +694,15 @@ class HealthSnapshotEmitter:
                 self.last_ts = max(self.last_ts, last_bar.timestamp())
                 if self.first_equity is None:
                     self.first_equity = float(last["equity"])
-        if self._hour.start >= 0 and self._h_bars > 0:
+        if self._hour.start > self._hour.last_written and self._h_bars > 0:
+            # the open hour continues (when it is on disk already, bars take the general
+            # path, which drops the late ones and closes it without writing it again)
             self._hour_end = float(self._hour.start + 3600)
 
     def _load(self, state: dict[str, Any]) -> None:
         if state.get("strategy_id") != self.settings.strategy_id:
             raise ValueError("state belongs to another strategy")
+        _check_state(state)  # every field first: a bad one must not leave half a state
         self.equity = state["equity"]
         self.first_equity = state["first_equity"]
         self.peak = float(state["peak"])
@@ -716,6 +751,46 @@ class HealthSnapshotEmitter:
     def close(self) -> None:
         """Persist the open buckets (they close when a later bar arrives, maybe after a restart)."""
         self.save_state(fsync=True)
+
+
+_STATE_FIELDS = {  # field -> (integer, nullable)
+    "equity": (False, True), "first_equity": (False, True), "realized": (False, True),
+    "unrealized": (False, True), "positions": (True, True), "last_ts": (False, True),
+    "peak": (False, False), "max_drawdown": (False, False), "total_bars": (True, False),
+    "total_notional": (False, False), "total_breaches": (True, False),
+    "total_warnings": (True, False), "dropped": (True, False),
+}
+_BUCKET_FIELDS = {
+    "start": (True, False), "bars": (True, False), "notional": (False, False),
+    "breaches": (True, False), "warnings": (True, False), "first_ts": (False, False),
+    "last_ts": (False, False), "prev_close": (False, True), "last_written": (True, False),
+    "last_pnl": (False, True), "last_turnover": (False, True), "last_start": (True, True),
+}
+
+
+def _check_fields(data: object, fields: dict[str, tuple[bool, bool]], where: str) -> None:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} is not an object")
+    for key, (integer, nullable) in fields.items():
+        if key not in data:
+            raise ValueError(f"{where} has no {key!r}")
+        value = data[key]
+        if value is None and nullable:
+            continue
+        kind = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+            raise ValueError(f"{where}[{key!r}] = {value!r} is not a{'' if integer else ' finite'}"
+                             f" {'whole ' if integer else ''}number")
+
+
+def _check_state(state: dict[str, Any]) -> None:
+    """Raise ValueError naming the first field of a state file that has the wrong type."""
+    _check_fields(state, _STATE_FIELDS, "state")
+    buckets = state.get("buckets")
+    if not isinstance(buckets, dict):
+        raise ValueError("state has no 'buckets' object")
+    for period, _ in PERIODS:
+        _check_fields(buckets.get(period), _BUCKET_FIELDS, f"state bucket {period}")
 
 
 def read_json_line(line: bytes) -> Any:
