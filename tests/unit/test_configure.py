@@ -155,3 +155,23 @@ def test_nothing_is_written_after_shutdown(root: Path) -> None:
     assert after == before
     with pytest.raises(ensemble_otel.BarError):  # bad input is still reported
         telemetry.health.maybe_emit("later", equity=1.0)
+
+
+def test_a_failed_start_leaves_no_thread_no_beat_and_no_lock(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ensemble_otel import telemetry as telemetry_module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("broken on purpose")
+
+    threads = threading.active_count()
+    monkeypatch.setattr(telemetry_module, "HealthSnapshotEmitter", broken)
+    with pytest.raises(RuntimeError, match="on purpose"):
+        ensemble_otel.configure(root=root, strategy_id="s1", heartbeat_interval=0.01,
+                                logging_bridge=True)
+    assert threading.active_count() == threads
+    assert not (root / "logs" / "heartbeat" / "s1.json").exists()
+    assert ensemble_otel.get_telemetry() is None
+    monkeypatch.undo()
+    assert isinstance(ensemble_otel.configure(root=root, strategy_id="s1"), Telemetry)

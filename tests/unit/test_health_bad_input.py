@@ -79,7 +79,8 @@ BAD_TS: list[tuple[Any, str]] = [
     (1e300, "unix seconds"),
     (-1e300, "unix seconds"),
     (10**400, "unix seconds"),
-    (datetime(999, 12, 31, 23, tzinfo=timezone.utc), "unix seconds"),
+    (datetime(1969, 12, 31, 23, tzinfo=timezone.utc), "unix seconds"),
+    (-1, "unix seconds"),
     (datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5))), "unix seconds"),
 ]
 

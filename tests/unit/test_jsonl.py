@@ -341,7 +341,7 @@ def test_concurrent_atomic_replacement_of_one_file(tmp_path: Path,
 
     def writer(k: int) -> None:
         try:
-            for i in range(1500):
+            for i in range(1000):
                 atomic_write_json(path, {"k": k, "i": i, "pad": "z" * 2000})
         except BaseException as exc:
             errors.append(exc)
@@ -368,5 +368,32 @@ def test_concurrent_atomic_replacement_of_one_file(tmp_path: Path,
     watcher.join()
     assert errors == []
     assert torn == []
-    assert orjson.loads(path.read_bytes())["i"] == 1499
+    assert orjson.loads(path.read_bytes())["i"] == 999
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temp file left
+
+
+def test_whole_root_full_reports_each_failure_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Snapshots, events, the state file and the beat file all fail: the bot keeps running
+    and the log says so once per kind of file, not once per bar or beat."""
+    caplog.set_level(logging.ERROR, logger="ensemble_otel")
+    root = tmp_path / "root"
+    disk = Disk(lambda path: path.startswith(str(root)))
+    monkeypatch.setattr(os, "write", disk.write)
+    with capture(root=root, strategy_id="s1", heartbeat_interval=0.02) as cap:
+        cap.health.maybe_emit(at(0, 1), equity=100.0)
+        disk.full = True
+        for hour in range(1, 30):
+            cap.health.maybe_emit(at(hour, 1), equity=100.0 + hour)
+            cap.events.emit("tick", hour=hour)
+            time.sleep(0.005)
+        messages = [r.getMessage() for r in caplog.records]
+        assert len(messages) <= 3, messages  # snapshots/events, state, heartbeat
+        assert len(messages) == len(set(m.split(":")[0] for m in messages))
+        assert cap.metric("ensemble.equity").value == 129.0
+        disk.full = False
+    starts = [r["ts"] for r in snapshot_records(root, "1h", "s1")]
+    assert len(starts) == 29 and starts == sorted(set(starts))
+    assert not list(root.rglob("*.torn"))
+    assert not [p for p in root.rglob("*.tmp")]

@@ -1,0 +1,371 @@
+"""Restarts: the open bucket, peak and max drawdown continue; a bucket on disk is never
+written twice; a corrupt state file is set aside; one live process per root and strategy."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from unit_support import DAY0, at, snapshot_records
+
+import ensemble_otel
+from ensemble_otel import ConfigError
+from ensemble_otel.contract import registry as names
+from ensemble_otel.testing import Capture, capture
+
+
+@contextmanager
+def run(root: Path, strategy: str = "s1", **settings: Any) -> Iterator[Capture]:
+    """One life of the bot: configure, yield, shut down (a clean stop)."""
+    with capture(root=root, strategy_id=strategy, **settings) as cap:
+        yield cap
+
+
+def _state_path(root: Path, strategy: str = "s1") -> Path:
+    return root / "state" / "health" / f"{strategy}.json"
+
+
+def _hours(root: Path, strategy: str = "s1") -> list[dict[str, Any]]:
+    return snapshot_records(root, "1h", strategy)
+
+
+def _days(root: Path, strategy: str = "s1") -> list[dict[str, Any]]:
+    return snapshot_records(root, "24h", strategy)
+
+
+# -- clean restarts ---------------------------------------------------------------------------
+
+
+def test_restart_mid_hour_continues_the_open_bucket(root: Path) -> None:
+    with run(root) as cap:
+        cap.health.maybe_emit(at(0, 10), equity=100.0, traded_notional=5.0, risk_breaches=1)
+        cap.health.maybe_emit(at(0, 20), equity=120.0, risk_warnings=2)
+    assert _hours(root) == []
+    with run(root) as cap:
+        cap.health.maybe_emit(at(0, 30), equity=110.0, traded_notional=7.0)
+        cap.health.maybe_emit(at(0, 40), equity=90.0, risk_breaches=1)
+        [record] = cap.health.maybe_emit(at(1, 5), equity=95.0)
+    assert record["bars"] == 4
+    assert record["traded_notional"] == 12.0 and record["turnover"] == 12.0 / 90.0
+    assert (record["risk_breaches"], record["risk_warnings"]) == (2, 2)
+    assert (record["first_bar_ts"], record["last_bar_ts"]) == (
+        "2024-03-01T00:10:00Z", "2024-03-01T00:40:00Z")
+    assert record["peak_equity"] == 120.0
+    assert record["drawdown"] == record["max_drawdown"] == 1 - 90 / 120
+    assert record["pnl"] == 90.0 - 100.0  # the first equity came from the first run
+    assert _hours(root) == [record]
+
+
+def test_restart_keeps_peak_and_max_drawdown(root: Path) -> None:
+    with run(root) as cap:
+        cap.health.maybe_emit(at(0, 0), equity=150.0)
+        cap.health.maybe_emit(at(0, 30), equity=200.0)
+        cap.health.maybe_emit(at(1, 0), equity=150.0)  # drawdown 0.25
+        cap.health.maybe_emit(at(2, 0), equity=170.0)
+    with run(root) as cap:
+        # before any bar of the new run, the gauges carry on
+        assert cap.metric(names.EQUITY_PEAK).value == 200.0
+        assert cap.metric(names.DRAWDOWN_MAX).value == 1 - 150 / 200
+        assert cap.metric(names.EQUITY).value == 170.0
+        assert cap.metric(names.BARS).value == 4
+        [hour2] = cap.health.maybe_emit(at(3, 0), equity=180.0)
+        assert cap.metric(names.DRAWDOWN).value == 1 - 180 / 200  # not reset to 0
+        cap.health.maybe_emit(at(4, 0), equity=100.0)
+        [hour4] = cap.health.maybe_emit(at(5, 0), equity=210.0)
+        [hour5] = cap.health.maybe_emit(at(6, 0), equity=200.0)
+    assert (hour2["ts"][11:13], hour2["peak_equity"], hour2["max_drawdown"]) == (
+        "02", 200.0, 1 - 150 / 200)
+    assert hour2["pnl"] == 170.0 - 150.0  # previous bucket's close came from the first run
+    assert hour4["drawdown"] == hour4["max_drawdown"] == 1 - 100 / 200  # deeper, old peak
+    assert (hour5["peak_equity"], hour5["drawdown"], hour5["max_drawdown"]) == (
+        210.0, 0.0, 1 - 100 / 200)
+    assert [r["ts"][11:13] for r in _hours(root)] == ["00", "01", "02", "03", "04", "05"]
+
+
+def test_restart_in_a_later_hour_and_day(root: Path) -> None:
+    with run(root) as cap:
+        cap.health.maybe_emit(at(22, 10), equity=100.0, traded_notional=1.0)
+        cap.health.maybe_emit(at(23, 50), equity=101.0, traded_notional=2.0)
+    with run(root) as cap:
+        written = cap.health.maybe_emit(at(2, 0, days=1), equity=99.0, traded_notional=4.0)
+        assert [(r["period"], r["ts"]) for r in written] == [
+            ("1h", "2024-03-01T23:00:00Z"), ("24h", "2024-03-01T00:00:00Z")]
+        cap.health.maybe_emit(at(0, 0, days=2), equity=98.0)
+    [day1, day2] = _days(root)
+    assert (day1["bars"], day1["traded_notional"], day1["equity"]) == (2, 3.0, 101.0)
+    assert (day2["bars"], day2["traded_notional"], day2["pnl"]) == (1, 4.0, 99.0 - 101.0)
+    assert [r["ts"][11:13] for r in _hours(root)] == ["22", "23", "02"]
+
+
+def test_many_restarts_equal_one_uninterrupted_run(tmp_path: Path) -> None:
+    bars = [(DAY0 + i * 1500.0, 1000.0 + 40 * ((i * 7) % 11) - 3 * i, float(i % 4))
+            for i in range(120)]  # 25-minute bars over two days and a bit
+
+    def feed(cap: Capture, chunk: list[tuple[float, float, float]]) -> None:
+        for ts, equity, notional in chunk:
+            cap.health.maybe_emit(ts, equity=equity, traded_notional=notional,
+                                  risk_warnings=int(notional) % 2)
+
+    with run(tmp_path / "straight") as cap:
+        feed(cap, bars)
+    cuts = [0, 7, 8, 31, 50, 51, 77, 119, 120]
+    for a, b in itertools.pairwise(cuts):
+        with run(tmp_path / "restarted") as cap:
+            feed(cap, bars[a:b])
+    for period in ("1h", "24h"):
+        straight = snapshot_records(tmp_path / "straight", period, "s1")
+        restarted = snapshot_records(tmp_path / "restarted", period, "s1")
+        assert restarted == straight, period
+    assert len(_hours(tmp_path / "straight")) > 40 and len(_days(tmp_path / "straight")) == 2
+
+
+def test_state_is_saved_by_the_heartbeat(root: Path) -> None:
+    with run(root, heartbeat_interval=0.05) as cap:
+        cap.health.maybe_emit(at(0, 1), equity=100.0)
+        cap.health.maybe_emit(at(0, 2), equity=101.0)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                state = orjson.loads(_state_path(root).read_bytes())
+            except (FileNotFoundError, orjson.JSONDecodeError):
+                state = {}
+            if state.get("last_ts") == at(0, 2):
+                break
+            assert time.monotonic() < deadline, "the state was not saved by a beat"
+            time.sleep(0.02)
+
+
+def test_strategies_sharing_a_root_are_independent(root: Path) -> None:
+    with run(root, "a") as a:
+        a.health.maybe_emit(at(0, 1), equity=100.0)
+        a.health.maybe_emit(at(1, 1), equity=50.0)
+    with run(root, "b") as b:
+        assert b.metrics(names.EQUITY) == []
+        b.health.maybe_emit(at(0, 1), equity=7.0)
+        [record] = b.health.maybe_emit(at(1, 1), equity=8.0)
+    assert record["peak_equity"] == 7.0 and record["strategy_id"] == "b"
+    assert [r["equity"] for r in _hours(root, "a")] == [100.0]
+
+
+# -- exactly once after a crash ------------------------------------------------------------------
+
+
+def test_bucket_on_disk_is_not_written_again_with_a_rewound_state(root: Path) -> None:
+    """A crash after the append and before the state save leaves an older state file."""
+    with run(root) as cap:
+        cap.health.maybe_emit(at(0, 10), equity=100.0)
+        cap.health.maybe_emit(at(0, 50), equity=104.0)
+    old_state = _state_path(root).read_bytes()
+    with run(root) as cap:
+        [closed] = cap.health.maybe_emit(at(1, 5), equity=103.0)
+    _state_path(root).write_bytes(old_state)  # the save after the append never happened
+    with run(root) as cap:
+        # the bot replays from its own checkpoint: the bar that closed hour 0 comes again
+        # a bar the first life never saw, inside the hour already on disk: dropped
+        assert cap.health.maybe_emit(at(0, 55), equity=500.0) == []
+        again = cap.health.maybe_emit(at(1, 5), equity=103.0)
+        assert [r for r in again if r["period"] == "1h"] == []
+        cap.health.maybe_emit(at(1, 30), equity=102.0)
+        [hour1] = cap.health.maybe_emit(at(2, 0), equity=101.0)
+    assert _hours(root) == [closed, hour1]
+    assert hour1["bars"] == 2 and hour1["pnl"] == 102.0 - 104.0
+    assert hour1["peak_equity"] == 104.0  # the dropped 500 left no trace
+
+
+def test_bucket_on_disk_is_not_written_again_without_a_state_file(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with run(root) as cap:
+        cap.health.maybe_emit(at(0, 10), equity=100.0)
+        cap.health.maybe_emit(at(0, 20), equity=120.0)
+        cap.health.maybe_emit(at(0, 50), equity=90.0)
+        [closed] = cap.health.maybe_emit(at(1, 5), equity=95.0)
+    _state_path(root).unlink()
+    with run(root) as cap:
+        # recovered from the newest record: peak, max drawdown, the last bar's time
+        assert cap.health.maybe_emit(at(0, 45), equity=1.0) == []  # in hour 0, on disk
+        assert cap.health.maybe_emit(at(0, 59), equity=1.0) == []
+        cap.health.maybe_emit(at(1, 5), equity=95.0)
+        assert cap.metric(names.BARS_DROPPED).value == 2
+        assert cap.metric(names.EQUITY_PEAK).value == 120.0
+        assert cap.metric(names.DRAWDOWN_MAX).value == 1 - 90 / 120
+        [hour1] = cap.health.maybe_emit(at(2, 0), equity=96.0)
+    assert _hours(root) == [closed, hour1]
+    assert hour1["pnl"] == 95.0 - 90.0 and hour1["peak_equity"] == 120.0
+
+
+def test_crash_replay_from_the_start_writes_each_bucket_once(root: Path) -> None:
+    """A bot that replays its whole history after a crash: bars already seen are dropped."""
+    bars = [(at(0, 10 * i), 100.0 + i) for i in range(30)]  # five hours of 10-minute bars
+    with run(root) as cap:
+        for ts, equity in bars[:17]:
+            cap.health.maybe_emit(ts, equity=equity)
+    with run(root) as cap:
+        for ts, equity in bars:
+            cap.health.maybe_emit(ts, equity=equity)
+        assert cap.metric(names.BARS_DROPPED).value == 17
+    hours = _hours(root)
+    assert [r["ts"][11:13] for r in hours] == ["00", "01", "02", "03"]
+    assert all(r["bars"] == 6 for r in hours)
+
+
+# -- corrupt state -------------------------------------------------------------------------------
+
+
+def _valid_state(root: Path) -> dict[str, Any]:
+    with run(root) as cap:
+        cap.health.maybe_emit(at(0, 10), equity=100.0)
+        cap.health.maybe_emit(at(0, 20), equity=200.0)
+        cap.health.maybe_emit(at(1, 10), equity=150.0)
+        cap.health.maybe_emit(at(2, 10), equity=160.0)
+        cap.health.maybe_emit(at(2, 20), equity=170.0)
+    return orjson.loads(_state_path(root).read_bytes())
+
+
+def _garble(state: dict[str, Any], how: str) -> bytes:
+    if how == "bytes":
+        return b"\x00\xff not json"
+    if how == "truncated":
+        return orjson.dumps(state)[:40]
+    if how == "empty":
+        return b""
+    if how == "list":
+        return b"[1, 2]"
+    if how == "version":
+        return orjson.dumps({**state, "version": 999})
+    if how == "strategy":
+        return orjson.dumps({**state, "strategy_id": "someone-else"})
+    if how == "peak-type":
+        return orjson.dumps({**state, "peak": "high"})
+    if how == "missing":
+        return orjson.dumps({k: v for k, v in state.items() if k != "buckets"})
+    if how == "bucket-types":
+        buckets = {**state["buckets"], "1h": {**state["buckets"]["1h"], "start": "noon"}}
+        return orjson.dumps({**state, "buckets": buckets, "equity": "lots"})
+    if how == "bucket-null":
+        buckets = {**state["buckets"], "24h": None}
+        return orjson.dumps({**state, "buckets": buckets})
+    raise AssertionError(how)
+
+
+CORRUPTIONS = ["bytes", "truncated", "empty", "list", "version", "strategy", "peak-type",
+               "missing", "bucket-types", "bucket-null"]
+
+
+@pytest.mark.parametrize("how", CORRUPTIONS)
+def test_corrupt_state_is_set_aside_and_peak_recovered(
+    root: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    state = _valid_state(root)
+    bad = _garble(state, how)
+    _state_path(root).write_bytes(bad)
+    records_before = _hours(root)
+    assert [r["ts"][11:13] for r in records_before] == ["00", "01"]
+    caplog.set_level(logging.ERROR, logger="ensemble_otel")
+    threads = threading.active_count()
+    with run(root) as cap:
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, errors
+        assert str(_state_path(root)) in errors[0] and ".corrupt" in errors[0]
+        aside = _state_path(root).with_name("s1.json.corrupt")
+        assert aside.read_bytes() == bad
+        # hour 01 is on disk: a late bar cannot reopen it and nothing is written twice
+        assert cap.health.maybe_emit(at(1, 50), equity=1.0) == []
+        cap.health.maybe_emit(at(2, 30), equity=120.0)
+        # recovered from the newest records: the peak of 200 and its drawdown survive
+        assert cap.metric(names.EQUITY_PEAK).value == 200.0
+        assert cap.metric(names.DRAWDOWN).value == 1 - 120 / 200
+        [hour2] = cap.health.maybe_emit(at(3, 0), equity=121.0)
+    assert _hours(root) == [*records_before, hour2]
+    assert hour2["pnl"] == 120.0 - 150.0
+    assert hour2["max_drawdown"] == 1 - 120 / 200
+    assert threading.active_count() <= threads
+
+
+# -- one live process per root and strategy -------------------------------------------------------
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    import ensemble_otel
+
+    ensemble_otel.configure(root=sys.argv[1], strategy_id=sys.argv[2], heartbeat_interval=3600)
+    print("holding", flush=True)
+    sys.stdin.read()  # until the test closes stdin
+    ensemble_otel.shutdown()
+    """
+)
+
+
+@contextmanager
+def holder(root: Path, strategy: str) -> Iterator[subprocess.Popen[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENSEMBLE_", "OTEL_"))}
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), strategy],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "holding\n"
+        yield proc
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=60)
+
+
+def test_second_process_with_the_same_root_and_strategy_is_refused(root: Path) -> None:
+    with holder(root, "s1") as proc:
+        threads = threading.active_count()
+        with pytest.raises(ConfigError) as info:
+            ensemble_otel.configure(root=root, strategy_id="s1")
+        text = str(info.value)
+        assert info.value.field == "strategy_id"
+        assert f"pid {proc.pid}" in text and "another live process" in text
+        assert str(root) in text
+        assert ensemble_otel.get_telemetry() is None
+        assert threading.active_count() == threads
+        # the holder's files are untouched by the refused attempt
+        beat = orjson.loads((root / "logs" / "heartbeat" / "s1.json").read_bytes())
+        assert beat["pid"] == proc.pid
+        # another strategy under the same root, and the same strategy elsewhere, are fine
+        other = ensemble_otel.configure(root=root, strategy_id="s2")
+        ensemble_otel.shutdown()
+        assert other.closed
+        elsewhere = ensemble_otel.configure(root=root.parent / "elsewhere", strategy_id="s1")
+        ensemble_otel.shutdown()
+        assert elsewhere.closed
+    # once the holder is gone the strategy can be taken over
+    telemetry = ensemble_otel.configure(root=root, strategy_id="s1")
+    assert telemetry.settings.strategy_id == "s1"
+
+
+def test_lock_is_released_by_a_killed_process(root: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENSEMBLE_", "OTEL_"))}
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), "s1"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stdout.readline() == "holding\n"
+    proc.kill()
+    proc.wait(timeout=60)
+    assert proc.stdin is not None
+    proc.stdin.close()
+    telemetry = ensemble_otel.configure(root=root, strategy_id="s1")
+    assert isinstance(telemetry, ensemble_otel.Telemetry)
+
+
+def test_copying_a_root_copies_the_state(tmp_path: Path) -> None:
+    with run(tmp_path / "a") as cap:
+        cap.health.maybe_emit(at(0, 1), equity=10.0)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    with run(tmp_path / "b") as cap:
+        assert cap.metric(names.EQUITY_PEAK).value == 10.0
