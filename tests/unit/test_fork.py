@@ -54,6 +54,8 @@ OS_FORK = COMMON + textwrap.dedent('''
     root = sys.argv[1]
     parent = ensemble_otel.configure(root=root, strategy_id="parent", heartbeat_interval=0.05)
     hb = parent.settings.heartbeat_path
+    parent.health.maybe_emit(1_700_000_000.0, equity=100.0)
+    parent.health.maybe_emit(1_700_003_600.0, equity=101.0)  # closes the first hour: 1 record
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -61,7 +63,7 @@ OS_FORK = COMMON + textwrap.dedent('''
         out = {"pid": os.getpid(), "current_is_none": ensemble_otel.get_telemetry() is None,
                "instance_id": resource.instance_id()}
         parent.events.emit("written_by_child_through_inherited_telemetry")
-        out["maybe_emit"] = parent.health.maybe_emit(1_700_000_000.0, equity=1.0)
+        out["maybe_emit"] = parent.health.maybe_emit(1_700_090_000.0, equity=1.0)  # a day on
         parent.force_flush()
         try:
             ensemble_otel.configure(root=root, strategy_id="parent", heartbeat_interval=0.05)
@@ -131,7 +133,14 @@ def test_os_fork_child_goes_dormant_and_may_configure_its_own(tmp_path: Path) ->
     assert child_beat["service_instance_id"] == child["instance_id"]
     parent_beat = json.loads((root / "logs/heartbeat/parent.json").read_text())
     assert parent_beat["pid"] == out["parent_pid"] and parent_beat["state"] == "stopped"
-    assert not (root / "state" / "health" / "parent.json").exists()  # no snapshot state
+    # the parent's health files hold the parent's bars only: the dormant child's bar (a day
+    # later, which would have closed the open hour and day) wrote nothing
+    hourly = [r for p in sorted((root / "logs/1h/health_snapshot/parent").glob("*.jsonl"))
+              for r in read_jsonl(p)]
+    assert [(r["equity"], r["bars"]) for r in hourly] == [(100.0, 1)]
+    assert not (root / "logs/24h/health_snapshot/parent").exists()
+    state = json.loads((root / "state" / "health" / "parent.json").read_text())
+    assert state["equity"] == 101.0  # the parent's last bar, not the child's
 
 
 MULTIPROCESSING = COMMON + textwrap.dedent('''
