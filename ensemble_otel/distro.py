@@ -68,6 +68,9 @@ class EnsembleConfigurator(_BaseConfigurator):
         if multiprocessing_helper():
             _log.debug("ensemble-otel: multiprocessing child; not configured automatically")
             return
+        if ensemble_tool():
+            _log.debug("ensemble-otel: a checking tool, not a bot; not configured")
+            return
         import ensemble_otel
 
         try:
@@ -109,6 +112,22 @@ def multiprocessing_helper() -> bool:
         if arg == "-c":
             return argv[i + 1].lstrip().startswith("from multiprocessing.")
     return "--multiprocessing-fork" in argv
+
+
+def ensemble_tool() -> bool:
+    """True in an ``ensemble-otel`` command other than ``demo`` (a probe, validate, report).
+
+    A liveness probe runs inside the bot's environment (same ``PYTHONPATH``): configuring
+    telemetry there would write a fresh heartbeat for the very bot it is checking.
+    """
+    argv = list(getattr(sys, "orig_argv", sys.argv))
+    if len(argv) >= 3 and argv[1] == "-m" and argv[2].startswith("ensemble_otel"):
+        return not argv[2].startswith("ensemble_otel.demo")
+    for i, arg in enumerate(argv[:2]):
+        if os.path.basename(arg) == "ensemble-otel":
+            rest = [a for a in argv[i + 1:] if not a.startswith("-")]
+            return not rest or rest[0] != "demo"
+    return False
 
 
 class _ParentOnlySpanExporter:

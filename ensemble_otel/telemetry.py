@@ -340,6 +340,8 @@ class NoopTelemetry:
         self.resource = Resource.get_empty()
         self.meter_provider = None
         self.logger_provider = None
+        # a Type=notify unit still starts; with no beats there are no watchdog pings
+        notify.notify("READY=1\nSTATUS=ensemble-otel is disabled (OTEL_SDK_DISABLED=true)")
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True

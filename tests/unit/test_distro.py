@@ -254,3 +254,24 @@ def test_span_exporter_drops_spans_in_a_forked_child(tmp_path: Path) -> None:
                           timeout=60, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize(
+    ("argv", "tool"),
+    [
+        (["/venv/bin/python", "/venv/bin/ensemble-otel", "heartbeat", "check"], True),
+        (["/venv/bin/python", "/venv/bin/ensemble-otel", "validate", "logs"], True),
+        (["/venv/bin/python", "/venv/bin/ensemble-otel", "demo", "--bars", "10"], False),
+        (["python", "-m", "ensemble_otel.validate", "x"], True),
+        (["python", "-m", "ensemble_otel.demo"], False),
+        (["python", "bot.py"], False),
+    ],
+)
+def test_ensemble_tools_are_not_auto_configured(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], tool: bool
+) -> None:
+    """A liveness probe inside the bot's environment must not write the bot's heartbeat."""
+    from ensemble_otel.distro import ensemble_tool
+
+    monkeypatch.setattr(sys, "orig_argv", argv, raising=False)
+    assert ensemble_tool() is tool
