@@ -89,8 +89,6 @@ class EnsembleConfigurator(_BaseConfigurator):
                 _init_tracing(telemetry.resource)
             except Exception as exc:
                 _report(f"tracing not set up: {type(exc).__name__}: {exc}", off=False)
-        else:  # OTEL_SDK_DISABLED=true: no heartbeat, but a Type=notify unit still starts
-            notify.notify("READY=1\nSTATUS=ensemble-otel is disabled (OTEL_SDK_DISABLED=true)")
 
 
 def _report(reason: str, *, off: bool = True) -> None:
