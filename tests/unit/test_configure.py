@@ -75,13 +75,15 @@ def test_shutdown_then_configure_again(root: Path) -> None:
 
 
 def test_shutdown_is_idempotent(root: Path) -> None:
+    before = set(threading.enumerate())
     telemetry = ensemble_otel.configure(root=root, strategy_id="s1")
-    threads = threading.active_count()
+    started = set(threading.enumerate()) - before
+    assert started  # the heartbeat reader's thread
     telemetry.shutdown()
     telemetry.shutdown()
     ensemble_otel.shutdown()
     ensemble_otel.shutdown()  # nothing configured: a no-op
-    assert threading.active_count() < threads  # the heartbeat reader's thread is gone
+    assert not started & set(threading.enumerate())  # gone
 
 
 def test_no_otlp_exporter_unless_configured(root: Path) -> None:
@@ -165,12 +167,12 @@ def test_a_failed_start_leaves_no_thread_no_beat_and_no_lock(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("broken on purpose")
 
-    threads = threading.active_count()
+    before = set(threading.enumerate())
     monkeypatch.setattr(telemetry_module, "HealthSnapshotEmitter", broken)
     with pytest.raises(RuntimeError, match="on purpose"):
         ensemble_otel.configure(root=root, strategy_id="s1", heartbeat_interval=0.01,
                                 logging_bridge=True)
-    assert threading.active_count() == threads
+    assert set(threading.enumerate()) <= before  # no thread left running
     assert not (root / "logs" / "heartbeat" / "s1.json").exists()
     assert ensemble_otel.get_telemetry() is None
     monkeypatch.undo()

@@ -275,7 +275,7 @@ def test_corrupt_state_is_set_aside_and_peak_recovered(
     records_before = _hours(root)
     assert [r["ts"][11:13] for r in records_before] == ["00", "01"]
     caplog.set_level(logging.ERROR, logger="ensemble_otel")
-    threads = threading.active_count()
+    before = set(threading.enumerate())
     with run(root) as cap:
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 1, errors
@@ -292,7 +292,7 @@ def test_corrupt_state_is_set_aside_and_peak_recovered(
     assert _hours(root) == [*records_before, hour2]
     assert hour2["pnl"] == 120.0 - 150.0
     assert hour2["max_drawdown"] == 1 - 120 / 200
-    assert threading.active_count() <= threads
+    assert set(threading.enumerate()) <= before
 
 
 # -- one live process per root and strategy -------------------------------------------------------
@@ -326,7 +326,7 @@ def holder(root: Path, strategy: str) -> Iterator[subprocess.Popen[str]]:
 
 def test_second_process_with_the_same_root_and_strategy_is_refused(root: Path) -> None:
     with holder(root, "s1") as proc:
-        threads = threading.active_count()
+        before = set(threading.enumerate())
         with pytest.raises(ConfigError) as info:
             ensemble_otel.configure(root=root, strategy_id="s1")
         text = str(info.value)
@@ -334,7 +334,7 @@ def test_second_process_with_the_same_root_and_strategy_is_refused(root: Path) -
         assert f"pid {proc.pid}" in text and "another live process" in text
         assert str(root) in text
         assert ensemble_otel.get_telemetry() is None
-        assert threading.active_count() == threads
+        assert set(threading.enumerate()) <= before
         # the holder's files are untouched by the refused attempt
         beat = orjson.loads((root / "logs" / "heartbeat" / "s1.json").read_bytes())
         assert beat["pid"] == proc.pid

