@@ -204,3 +204,33 @@ def test_disabled_writes_nothing_and_starts_no_thread(
     assert set(threading.enumerate()) <= before
     assert not root.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stuck_metrics_pipeline_shows_as_a_stale_file(root: Path) -> None:
+    """A user's observable callback that hangs stalls every collection on the provider:
+    the beat file must then go stale, since only a collection writes it."""
+    release = threading.Event()
+    stuck = threading.Event()
+
+    def hanging(options: object) -> list[object]:
+        stuck.set()
+        release.wait(30)
+        return []
+
+    with capture(root=root, strategy_id="s1", heartbeat_interval=0.05) as cap:
+        path = root / "logs" / "heartbeat" / "s1.json"
+        _wait_for(lambda: _beat(path)["seq"] >= 2)
+        meter = cap.telemetry.meter_provider.get_meter("user-code")
+        meter.create_observable_gauge("user.stuck", callbacks=[hanging])
+        try:
+            assert stuck.wait(10)
+            time.sleep(0.1)  # let an in-flight write finish
+            frozen = _beat(path)
+            time.sleep(0.4)
+            assert _beat(path) == frozen
+            code, reason = check(path, max_age=0.3)
+            assert code == 1 and reason.startswith("stale")
+        finally:
+            release.set()
+        _wait_for(lambda: _beat(path)["seq"] > frozen["seq"])
+        assert check(path, max_age=5)[0] == 0
