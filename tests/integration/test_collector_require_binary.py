@@ -1,0 +1,32 @@
+"""require_binary: a missing component skips locally and fails under CI's variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SUPPORT_DIR = Path(__file__).resolve().parent
+
+TEST = """
+import sys
+sys.path.insert(0, {support!r})
+from collector_support import require_binary
+
+def test_needs_missing_tool():
+    require_binary({target!r}, "install it with the frobnicate package")
+
+def test_needs_present_tool():
+    assert require_binary("sh", "apt-get install dash").endswith("/sh")
+"""
+
+
+@pytest.mark.parametrize("target", ["no-such-tool-ensemble", "/no/such/dir/otelcol-ensemble"])
+@pytest.mark.parametrize(("required", "outcome"), [("1", "failed"), ("", "skipped")])
+def test_missing_binary(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                        target: str, required: str, outcome: str) -> None:
+    monkeypatch.setenv("ENSEMBLE_REQUIRE_INTEGRATION", required)
+    pytester.makepyfile(TEST.format(support=str(SUPPORT_DIR), target=target))
+    result = pytester.runpytest_subprocess("-rfs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, **{outcome: 1})
+    result.stdout.fnmatch_lines([f"*{target} not found: install it with the frobnicate package*"])
