@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import re
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, filterfalse, repeat
@@ -234,8 +233,8 @@ class RangeResult:
     # (strategy_id, period, canonical ts) of bucket records, and their lines
     buckets: list[tuple[str, str, str]] = field(default_factory=list)
     bucket_lines: list[int] = field(default_factory=list)
-    # (strategy_id, schema_version) -> [first line, count]
-    versions: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    # (strategy_id, schema_version) -> its first line
+    versions: dict[tuple[str, str], int] = field(default_factory=dict)
     read_error: str | None = None
 
     def add(self, line: int, problem: rules.Problem, cap: int) -> None:
@@ -381,15 +380,19 @@ def _decode_sniffed(lines: list[bytes], utf8_ok: bool) -> dict[str, tuple[list[A
     for needle, kind in rules.SNIFF:
         if not rest:
             break
-        flags = [needle in lines[i] for i in rest]
+        everything = len(rest) == len(lines)
+        flags = ([needle in line for line in lines] if everything
+                 else [needle in lines[i] for i in rest])
         mine = list(compress(rest, flags))
         if not mine:
             continue
         rest = [] if len(mine) == len(rest) else list(compress(rest, map(not_, flags)))
-        recs, local = _decode_all([lines[i] for i in mine], rules.record_decoder(kind).decode,
-                                  utf8_ok)
-        idx = [mine[k] for k in local]
-        if len(idx) != len(mine):
+        group = lines if everything and not rest else [lines[i] for i in mine]
+        recs, local = _decode_all(group, rules.record_decoder(kind).decode, utf8_ok)
+        if len(local) == len(mine):
+            idx = mine
+        else:
+            idx = [mine[k] for k in local]
             failed.extend(set(mine).difference(idx))
         got = out.setdefault(kind, ([], []))
         got[0].extend(recs)
@@ -420,6 +423,18 @@ def _decode_exact(line: bytes, i: int, out: dict[str, tuple[list[Any], list[int]
     idx.append(i)
 
 
+def _wrong_values(values: set[str], regex: re.Pattern[str], is_ts: bool) -> set[str]:
+    """The values that break a field's pattern (and, for timestamps, the calendar)."""
+    if is_ts and rules.timestamps_ok(values):
+        return set()
+    wrong = set(filterfalse(regex.search, values))
+    if is_ts:
+        no_date = set(filterfalse(rules.valid_date, set(map(_DATE, values))))
+        if no_date:
+            wrong.update(v for v in values if v[:10] in no_date)
+    return wrong
+
+
 def _cross_line(kind_name: str, recs: list[Any], idx: list[int], expect: rules.Expect,
                 result: RangeResult, cap: int) -> None:
     """Rules over the decoded records of a range: string patterns and calendar dates, the
@@ -428,24 +443,22 @@ def _cross_line(kind_name: str, recs: list[Any], idx: list[int], expect: rules.E
         return
     kind = RECORD_KINDS_BY_NAME[kind_name]
     fields = {f.name: f for f in kind.fields}
+    columns = {"strategy_id": list(map(_SID, recs)), "schema_version": list(map(_VERSION, recs))}
     bad: dict[int, list[rules.Problem]] = {}
     for name, regex, is_ts in rules.pattern_fields(kind_name):
-        get = attrgetter(name)
-        values = set(map(get, recs))
-        wrong = set(filterfalse(regex.search, values))
-        if is_ts:
-            dates = set(map(_DATE, values))
-            no_date = set(filterfalse(rules.valid_date, dates))
-            if no_date:
-                wrong.update(v for v in values if v[:10] in no_date)
+        column = columns.get(name)
+        values = set(column) if column is not None else set(map(attrgetter(name), recs))
+        wrong = _wrong_values(values, regex, is_ts)
         if wrong:
+            get = attrgetter(name)
             for j, r in enumerate(recs):
                 if get(r) in wrong:
                     problem = rules.check_field(kind, fields[name], get(r))
                     if problem is not None:
                         bad.setdefault(j, []).append(problem)
+    sids = columns["strategy_id"]
     location_ok = (
-        (expect.strategy_id is None or set(map(_SID, recs)) == {expect.strategy_id})
+        (expect.strategy_id is None or set(sids) == {expect.strategy_id})
         and (expect.date is None or set(map(itemgetter(slice(len(expect.date))),
                                             map(_TS, recs))) == {expect.date})
     )
@@ -454,6 +467,7 @@ def _cross_line(kind_name: str, recs: list[Any], idx: list[int], expect: rules.E
             problems = rules.check_location(r, expect, kind_name)
             if problems:
                 bad.setdefault(j, []).extend(problems)
+    versions = columns["schema_version"]
     if bad:
         for j in sorted(bad):
             for problem in bad[j]:
@@ -461,19 +475,26 @@ def _cross_line(kind_name: str, recs: list[Any], idx: list[int], expect: rules.E
         keep = [j for j in range(len(recs)) if j not in bad]
         recs = [recs[j] for j in keep]
         idx = [idx[j] for j in keep]
+        sids = [sids[j] for j in keep]
+        versions = [versions[j] for j in keep]
         if not recs:
             return
 
-    pairs = list(zip(map(_SID, recs), map(_VERSION, recs), strict=True))
-    first = dict(zip(reversed(pairs), reversed(idx), strict=True))  # the earliest line wins
-    for pair, count in Counter(pairs).items():
-        result.versions[pair] = [first[pair], count]
+    if len(set(versions)) == 1:  # the usual case: one version, the first line of each strategy
+        version = versions[0]
+        firsts = {(sid, version): idx[sids.index(sid)] for sid in dict.fromkeys(sids)}
+    else:  # the earliest line of each (strategy, version) wins
+        pairs = list(zip(sids, versions, strict=True))
+        firsts = dict(zip(reversed(pairs), reversed(idx), strict=True))
+    for pair, line in firsts.items():  # other kinds of this range may have been earlier
+        if line < result.versions.get(pair, line + 1):
+            result.versions[pair] = line
     if kind_name in rules.BUCKET_KINDS:
         stamps = list(map(_TS, recs))
         if set(map(len, stamps)) != {rules.CANONICAL_TS_LENGTH}:
             stamps = list(map(rules.bucket_ts, stamps))
         period = rules.kind_period_of(kind_name)
-        result.buckets.extend(zip(map(_SID, recs), repeat(period), stamps, strict=False))
+        result.buckets.extend(zip(sids, repeat(period), stamps, strict=False))
         result.bucket_lines.extend(idx)
 
 
@@ -610,7 +631,7 @@ class _Merger:
         self.line_base: dict[int, int] = {}
         self.buckets: dict[tuple[str, str, str], int] = {}
         self.first_version: dict[str, tuple[str, str, int]] = {}
-        self.other_versions: dict[tuple[int, str, str], list[int]] = {}
+        self.other_versions: dict[tuple[int, str, str], int] = {}
 
     def _keep(self, order: int, v: Violation) -> None:
         self.report.violation_count += 1
@@ -642,12 +663,10 @@ class _Merger:
             self._keep(index, Violation(src.name, base + line + 1, p.rule, p.message, p.field))
         self.report.violation_count += result.problem_count - len(result.problems)
         self._add_buckets(index, base, result)
-        for (sid, version), (line, count) in result.versions.items():
+        for (sid, version), line in sorted(result.versions.items(), key=lambda item: item[1]):
             first_v = self.first_version.setdefault(sid, (version, src.name, base + line + 1))
             if first_v[0] != version:
-                entry = self.other_versions.setdefault((index, sid, version),
-                                                       [base + line + 1, 0])
-                entry[1] += count
+                self.other_versions.setdefault((index, sid, version), base + line + 1)
         self._trim()
 
     def _add_buckets(self, index: int, base: int, result: RangeResult) -> None:
@@ -672,15 +691,14 @@ class _Merger:
                     f"at {first_src}:{first & _LINE_MASK}", "ts"))
 
     def finish(self) -> None:
-        for (index, sid, version), (line, count) in self.other_versions.items():
+        for (index, sid, version), line in self.other_versions.items():
             first = self.first_version[sid]
-            more = f"; {count} lines in this file" if count > 1 else ""
             self._keep(index, Violation(
                 self.sources[index].name, line, "schema-version",
                 f"schema_version: {rules.excerpt(version)} differs from "
                 f"{rules.excerpt(first[0])} that strategy {rules.excerpt(sid)} used first at "
-                f"{first[1]}:{first[2]} (one schema_version per strategy{more})",
-                "schema_version"))
+                f"{first[1]}:{first[2]} (one schema_version per strategy; the first such line "
+                "of this file)", "schema_version"))
         self._trim()
         self.collected.sort(key=lambda item: (item[0], item[1].line))
         self.report.violations = [v for _, v in self.collected]

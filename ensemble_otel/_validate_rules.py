@@ -95,6 +95,35 @@ def valid_date(text: str) -> bool:
 
 
 CANONICAL_TS_LENGTH = len("2024-01-01T00:00:00Z")
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_TS_SHAPE = re.compile(rb"0000-00-00T00:00:00(?:\.0{1,9})?(?:Z|\+00:00)")
+_DATETIMES = list[dt.datetime]
+
+
+def timestamps_ok(values: set[str]) -> bool:
+    """True when every value is an ISO-8601 UTC timestamp of a real date and time, checked
+    in bulk: one shape for all (digits as 0: the pattern's layout) and msgspec's RFC 3339
+    parser for the ranges and the calendar. False means "look closer", value by value."""
+    if not values:
+        return True
+    items = list(values)
+    try:
+        blob = "\n".join(items).encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    shape = items[0].encode("ascii").translate(_DIGITS_TO_ZERO)
+    if _TS_SHAPE.fullmatch(shape) is None:
+        return False
+    if blob.translate(_DIGITS_TO_ZERO) != b"\n".join([shape] * len(items)):
+        return False
+    # the shape hides which digits the offset has: +00:00 must be there literally
+    if shape.endswith(b"+00:00") and (blob + b"\n").count(b"+00:00\n") != len(items):
+        return False
+    try:
+        msgspec.convert(items, _DATETIMES)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 def bucket_ts(ts: str) -> str:

@@ -189,7 +189,8 @@ def test_two_schema_versions_of_one_strategy(tree: Path,
     assert code == 1
     assert _lines(out)[:-1] == [
         f'{path}:4: schema_version: "1.2" differs from "1.1" that strategy "s1" used first '
-        f"at {tree / H1}:1 (one schema_version per strategy; 2 lines in this file)"]
+        f"at {tree / H1}:1 (one schema_version per strategy; the first such line of this "
+        "file)"]
 
 
 def test_other_strategies_may_use_other_versions(

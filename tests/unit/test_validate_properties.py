@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from validate_support import event, heartbeat, snapshot
@@ -128,3 +128,64 @@ def test_permissive_verdict(record: dict[str, Any]) -> None:
     expected = all(isinstance(record.get(k), str) and record[k] != ""
                    for k in ("strategy_id", "schema_version"))
     assert (report.problem_count == 0) == expected, record
+
+
+# --- the bulk timestamp check --------------------------------------------------------------
+
+_digit = st.sampled_from("0123456789")
+
+
+@st.composite
+def near_timestamps(draw: st.DrawFn) -> str:
+    """Strings shaped like ISO-8601 timestamps, with the usual ways of getting them wrong."""
+    def digits(n: int) -> str:
+        return "".join(draw(st.lists(_digit, min_size=n, max_size=n)))
+
+    sep = draw(st.sampled_from(["T", "T", "T", "t", " "]))
+    frac = draw(st.sampled_from(["", "", ".", "." + digits(draw(st.integers(1, 11)))]))
+    zone = draw(st.sampled_from(["Z", "Z", "+00:00", "z", "-00:00", "+01:00", "", "Z\n"]))
+    year = draw(st.sampled_from(["2024", "2023", "0000", "0001", "9999", "1900", "2000"]))
+    month = draw(st.sampled_from(["01", "02", "12", "13", "00", digits(2)]))
+    day = draw(st.sampled_from(["01", "28", "29", "30", "31", "32", "00", digits(2)]))
+    clock = draw(st.sampled_from(["00:00:00", "23:59:59", "24:00:00", "12:60:00", "12:00:60",
+                                  f"{digits(2)}:{digits(2)}:{digits(2)}", "12:00"]))
+    return f"{year}-{month}-{day}{sep}{clock}{frac}{zone}"
+
+
+@st.composite
+def good_timestamps(draw: st.DrawFn) -> str:
+    """Valid ISO-8601 UTC timestamps: any date and time, 0 to 9 fraction digits, Z or +00:00."""
+    moment = draw(st.datetimes())
+    digits = draw(st.integers(0, 9))
+    frac = f"{moment.microsecond:06d}000"[:digits]
+    zone = draw(st.sampled_from(["Z", "+00:00"]))
+    return moment.strftime("%Y-%m-%dT%H:%M:%S").rjust(19, "0") + (f".{frac}" if frac else "") + zone
+
+
+def _exactly_valid(value: str) -> bool:
+    from ensemble_otel._validate_rules import check_timestamp
+
+    return check_timestamp("ts", value) is None
+
+
+@settings(max_examples=600, deadline=None)
+@given(value=near_timestamps() | good_timestamps())
+@example("2024-01-01T00:00:00+01:00")
+@example("2024-01-01T00:00:00-00:00")
+@example("2024-02-29T23:59:59.123456789Z")
+@example("2023-02-29T00:00:00Z")
+def test_bulk_timestamp_check_equals_the_exact_one_on_single_values(value: str) -> None:
+    from ensemble_otel._validate_rules import timestamps_ok
+
+    assert timestamps_ok({value}) == _exactly_valid(value), value
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.sets(near_timestamps() | good_timestamps() | st.text(max_size=30),
+                      max_size=8))
+@example({"2024-01-01T00:00:00+00:00", "2024-01-01T00:00:00+01:00"})
+def test_bulk_timestamp_check_never_passes_a_bad_value(values: set[str]) -> None:
+    from ensemble_otel._validate_rules import timestamps_ok
+
+    if timestamps_ok(values):
+        assert all(_exactly_valid(v) for v in values), values
