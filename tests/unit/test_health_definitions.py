@@ -7,6 +7,7 @@ import logging
 import math
 import os
 from datetime import datetime, timedelta, timezone
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from unit_support import DAY0, at, read_jsonl, snapshot_records
 
 from ensemble_otel.contract import registry as names
 from ensemble_otel.contract.registry import HEALTH_1H, HEALTH_24H
-from ensemble_otel.testing import Capture
+from ensemble_otel.testing import Capture, capture
 
 UTC = timezone.utc
 
@@ -278,7 +279,51 @@ def test_bar_that_closes_nothing_does_no_io_and_no_collection(
     monkeypatch.setattr(builtins, "open", forbidden)
     monkeypatch.setattr(cap.metric_reader, "get_metrics_data", forbidden)
     monkeypatch.setattr(h._reader, "get_metrics_data", forbidden)
-    for minute in range(2, 60):
+    for minute in range(2, 30):  # levels left out: the general path
         assert h.maybe_emit(at(0, minute), equity=100.0 + minute, traded_notional=1.0) == []
+    for minute in range(30, 60):  # every field of its exact type: the fast path
+        assert h.maybe_emit(at(0, minute), equity=100.0 - minute, traded_notional=1.0,
+                            realized_pnl=0.0, unrealized_pnl=1.0, risk_breaches=0,
+                            risk_warnings=1, open_positions=2) == []
     monkeypatch.undo()
     assert cap.metric(names.BARS).value == 59
+    assert cap.metric(names.RISK_WARNINGS).value == 30
+    [record] = h.maybe_emit(at(1), equity=1.0)
+    assert (record["bars"], record["traded_notional"], record["equity"]) == (59, 58.0, 41.0)
+    assert record["max_drawdown"] == 1 - 41 / 129
+
+
+def test_fast_and_general_paths_agree(tmp_path: Path) -> None:
+    """Bars with every field of its exact type take a shortcut; the same bars given as
+    datetimes and ints take the general path. The records must be identical."""
+    def bars() -> list[tuple[float, dict[str, Any]]]:
+        out = []
+        for i in range(400):  # 7-minute bars, about two days, several peaks and drawdowns
+            out.append((DAY0 + i * 420.0, {
+                "equity": 1000.0 + 120.0 * math.sin(i / 23.0) + 3.0 * (i % 9) + i * 0.2,
+                "realized_pnl": float(i % 17) - 8.0,
+                "unrealized_pnl": float(i % 5) * 0.5,
+                "traded_notional": float((i * 31) % 200),
+                "risk_breaches": int(i % 41 == 0),
+                "risk_warnings": i % 3,
+                "open_positions": i % 4,
+            }))
+        return out
+
+    results = []
+    for as_general in (False, True):
+        with capture(root=tmp_path / str(as_general), strategy_id="s1") as cap:
+            for ts, fields in bars():
+                if as_general:
+                    when: Any = datetime.fromtimestamp(ts, tz=UTC)
+                    fields = {**fields, "traded_notional": Fraction(fields["traded_notional"])}
+                else:
+                    when = ts
+                cap.health.maybe_emit(when, **fields)
+            levels = {p.name: p.value for p in cap.collect() if not p.attributes
+                      and p.name.startswith("ensemble.") and "heartbeat" not in p.name
+                      and "uptime" not in p.name}
+        results.append((snapshot_records(cap.root, "1h", "s1"),
+                        snapshot_records(cap.root, "24h", "s1"), levels))
+    assert len(results[0][0]) > 40 and len(results[0][1]) == 1
+    assert results[0] == results[1]
