@@ -238,9 +238,14 @@ def kind_period_of(kind_name: str) -> str:
 # Byte patterns that pick the decoder to try first for a line of unknown kind. A wrong
 # guess only costs time: a record that a kind's Struct accepts is of that kind by
 # :func:`kind_of` (non-marker kinds forbid unknown fields, so carry no other marker).
+# Order: what JSONL files hold most (events, then snapshots) first; the heartbeat, a
+# whole-file document, last.
+_OPEN_KINDS = {k.name for k in RECORD_KINDS if k.additional_fields}
 SNIFF: tuple[tuple[bytes, str], ...] = (
-    *((f'"{name}":'.encode(), kind) for name, kind in MARKERS.items()),
+    *((f'"{name}":'.encode(), kind) for name, kind in MARKERS.items() if kind in _OPEN_KINDS),
     *((f'"{PERIOD_FIELD}":"{p}"'.encode(), kind) for p, kind in PERIOD_KINDS.items()),
+    *((f'"{name}":'.encode(), kind) for name, kind in MARKERS.items()
+      if kind not in _OPEN_KINDS),
 )
 
 
