@@ -369,3 +369,54 @@ def test_copying_a_root_copies_the_state(tmp_path: Path) -> None:
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     with run(tmp_path / "b") as cap:
         assert cap.metric(names.EQUITY_PEAK).value == 10.0
+
+
+def test_state_saved_by_beats_during_bars_is_always_consistent(root: Path) -> None:
+    """The beat thread saves the state while the bar thread runs: every saved copy must
+    hold whole bars (counts, sums and times agree), never half of one."""
+    bad: list[str] = []
+    copies: list[dict[str, Any]] = []
+    stop = threading.Event()
+    t0 = at(0)
+
+    def watch() -> None:
+        path = _state_path(root)
+        while not stop.is_set():
+            try:
+                state = orjson.loads(path.read_bytes())
+            except FileNotFoundError:
+                continue
+            copies.append(state)
+            seen = round((state["last_ts"] - t0) / 60) + 1
+            hour, day = state["buckets"]["1h"], state["buckets"]["24h"]
+            if state["total_bars"] + hour["bars"] != seen:
+                bad.append(f"bars {state['total_bars']} + {hour['bars']} != {seen}")
+            if state["total_notional"] + hour["notional"] != float(seen):
+                bad.append(f"notional {state['total_notional']} + {hour['notional']}")
+            if hour["bars"] and state["last_ts"] - hour["start"] != (hour["bars"] - 1) * 60:
+                bad.append(f"open hour {hour}")
+            if state["equity"] != 1000.0 + (seen - 1) % 97:
+                bad.append(f"equity {state['equity']} for bar {seen}")
+            if day["bars"] + hour["bars"] != (state["last_ts"] - day["start"]) / 60 + 1 and \
+                    day["bars"] + hour["bars"] > 0 and day["start"] >= 0:
+                bad.append(f"day {day['bars']} + {hour['bars']}")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
+    with run(root, heartbeat_interval=0.002) as cap:
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            for i in range(6000):  # a bar a minute for 100 hours, both bar paths
+                cap.health.maybe_emit(t0 + i * 60.0, equity=1000.0 + i % 97,
+                                      realized_pnl=0.0, unrealized_pnl=0.0,
+                                      traded_notional=1.0, risk_breaches=0,
+                                      risk_warnings=0, open_positions=None if i % 2 else 0)
+                if i % 500 == 0:
+                    time.sleep(0.01)  # let beats land mid-hour too
+        finally:
+            stop.set()
+            watcher.join()
+            sys.setswitchinterval(interval)
+    assert len(copies) > 20, "the watcher saw too few saved states to mean anything"
+    assert bad == [], bad[:5]
