@@ -136,6 +136,7 @@ class JsonlAppender:
     def __init__(self, *, name: str = "jsonl", error_interval: float = 60.0) -> None:
         self._name = name
         self._fds: dict[Path, int] = {}
+        self._last: tuple[Path | None, int] = (None, -1)  # the file written last, its fd
         self._pending: deque[tuple[Path, bytes]] = deque()
         self._dropped = 0
         self._error_interval = error_interval
@@ -154,6 +155,7 @@ class JsonlAppender:
         if len(self._fds) >= 4:  # partitions roll over: keep only a few descriptors open
             for old in list(self._fds)[:-2]:
                 os.close(self._fds.pop(old))
+            self._last = (None, -1)
         ensure_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:
@@ -169,26 +171,29 @@ class JsonlAppender:
         return fd
 
     def _write_line(self, path: Path, line: bytes) -> None:
-        fd = self._open(path)
-        before = os.fstat(fd).st_size
-        try:
-            written = os.write(fd, line)
-        except OSError:
-            self._cut_back(fd, before)
-            raise
+        last, fd = self._last
+        if path is not last:  # callers keep their Path objects: identity is the quick test
+            fd = self._open(path)
+            self._last = (path, fd)
+        # A write to a regular file that fails wrote nothing; one that wrote part of the
+        # line returns a short count (O_APPEND: the part is the file's tail, cut it off).
+        written = os.write(fd, line)
         if written != len(line):
-            self._cut_back(fd, before)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, os.fstat(fd).st_size - written)
             raise OSError(errno.ENOSPC, "short write", str(path))
-
-    @staticmethod
-    def _cut_back(fd: int, size: int) -> None:
-        with contextlib.suppress(OSError):
-            if os.fstat(fd).st_size > size:
-                os.ftruncate(fd, size)
 
     def append(self, path: Path, line: bytes) -> bool:
         """Append one line (bytes ending in a newline). Never raises ``OSError``."""
         with self._lock:
+            if not self._pending:  # the usual case: straight to the file
+                try:
+                    self._write_line(path, line)
+                except OSError as exc:
+                    self._pending.append((path, line))
+                    self._report(path, exc)
+                    return False
+                return True
             self._pending.append((path, line))
             if len(self._pending) > MAX_PENDING_LINES:
                 self._pending.popleft()
@@ -229,3 +234,4 @@ class JsonlAppender:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             self._fds.clear()
+            self._last = (None, -1)
