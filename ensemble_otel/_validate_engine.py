@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -132,20 +133,21 @@ def _wanted(path: str) -> bool:
     return path.endswith(".json") and expect_for(path)[0].kind is not None
 
 
-def discover(paths: Sequence[str]) -> tuple[list[str], list[Violation]]:
-    """Files to read, in a stable order, and the paths that cannot be read."""
-    files: list[str] = []
+def discover(paths: Sequence[str]) -> tuple[list[tuple[str, bool]], list[Violation]]:
+    """Files to read in a stable order, each with whether it was named (not found by a
+    directory walk), and the paths that cannot be read."""
+    files: list[tuple[str, bool]] = []
     errors: list[Violation] = []
     for path in paths:
         if path == STDIN:
-            files.append(STDIN)
+            files.append((STDIN, True))
         elif os.path.isdir(path):
             for top, dirs, names in os.walk(path, onerror=_walk_error(errors, path)):
                 dirs.sort()
-                files.extend(os.path.join(top, n) for n in sorted(names)
+                files.extend((os.path.join(top, n), False) for n in sorted(names)
                              if _wanted(os.path.join(top, n)))
         elif os.path.lexists(path):
-            files.append(path)
+            files.append((path, True))
         else:
             errors.append(Violation(path, 0, "read-error",
                                     "cannot read: no such file or directory"))
@@ -160,27 +162,46 @@ def _walk_error(errors: list[Violation], root: str) -> Callable[[OSError], None]
 
 def _read_error(path: str, exc: OSError) -> Violation:
     reason = exc.strerror or str(exc)
-    if os.path.islink(path) and not os.path.exists(path):
-        reason = f"broken symbolic link to {os.readlink(path)}"
+    try:
+        if os.path.islink(path) and not os.path.exists(path):
+            reason = f"broken symbolic link to {os.readlink(path)}"
+    except OSError:
+        pass
     return Violation(path, 0, "read-error", f"cannot read: {reason}")
 
 
-def open_sources(files: Iterable[str], stdin: Callable[[], bytes]
+def open_sources(files: Iterable[tuple[str, bool]], stdin: Callable[[], bytes]
                  ) -> tuple[list[Source], dict[int, bytes], list[Violation]]:
-    """Sources (stat'ed, location known), stdin's bytes by index, and unreadable files."""
+    """Sources (stat'ed, location known), the bytes of streams (stdin, a named pipe given by
+    name) by source index, and the files that cannot be read.
+
+    A pipe or device found by a directory walk is not opened (a FIFO with no writer would
+    block forever): it is reported as unreadable.
+    """
     sources: list[Source] = []
     data: dict[int, bytes] = {}
     errors: list[Violation] = []
-    for path in files:
+    for path, named in files:
         if path == STDIN:
             blob = stdin()
             data[len(sources)] = blob
             sources.append(Source("<stdin>", None, len(blob), rules.NO_EXPECT))
             continue
         try:
+            mode = os.stat(path).st_mode
+            if not stat.S_ISREG(mode):
+                if not named or stat.S_ISDIR(mode):
+                    errors.append(Violation(path, 0, "read-error",
+                                            "cannot read: not a regular file"))
+                    continue
+                with open(path, "rb") as fh:  # a pipe or device named on the command line
+                    blob = fh.read()
+                data[len(sources)] = blob
+                sources.append(Source(path, None, len(blob), expect_for(path)[0]))
+                continue
             with open(path, "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
-                fh.read(1)  # a directory or an unreadable device fails here
+                fh.read(1)  # an unreadable file fails here at the latest
         except OSError as exc:
             errors.append(_read_error(path, exc))
             continue
@@ -247,13 +268,6 @@ _TS = attrgetter("ts")
 _SID = attrgetter("strategy_id")
 _VERSION = attrgetter("schema_version")
 _DATE = itemgetter(slice(10))
-
-
-def _sniffed_decoder(line: bytes) -> Any:
-    for needle, kind in rules.SNIFF:
-        if needle in line:
-            return rules.record_decoder(kind).decode
-    return None
 
 
 def check_bytes(data: bytes, source: Source, strict: bool, last: bool, cap: int) -> RangeResult:

@@ -325,6 +325,34 @@ def test_broken_symlink_is_unreadable(tree: Path, capsys: pytest.CaptureFixture[
     assert err == f"ensemble-otel validate: cannot read {link}\n"
 
 
+def test_fifo_in_a_tree_is_reported_not_opened(tree: Path) -> None:
+    """A named pipe with no writer would block a reader forever: it is not opened."""
+    fifo = tree / "logs/events/s1/2024-03-02.jsonl"
+    os.mkfifo(fifo)
+    proc = _module(STRICT, str(tree))
+    assert proc.returncode == 2
+    assert proc.stdout.decode().splitlines()[0] == f"{fifo}: cannot read: not a regular file"
+
+
+def test_named_pipe_given_by_name_is_read(tmp_path: Path) -> None:
+    """As with `validate <(zcat old.jsonl.gz)`: a pipe named on the command line is read."""
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as fh:
+            fh.write(line(event(1)) + b"{bad\n")
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    report = validate([str(fifo)], strict=True)
+    writer.join(timeout=10)
+    assert [(v.file, v.line, v.rule) for v in report.violations] == [(str(fifo), 2, "json")]
+    assert report.exit_code == 1
+
+
 def test_missing_path_is_unreadable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, str(tmp_path / "nope.jsonl"))
     assert code == 2
@@ -514,3 +542,13 @@ def test_progress_on_a_terminal(tmp_path: Path) -> None:
 def test_no_progress_when_not_a_terminal(tmp_path: Path) -> None:
     proc = _module(str(_big_file(tmp_path)))
     assert (proc.returncode, proc.stderr) == (0, b"")
+
+
+def test_first_version_is_the_first_line_whatever_its_kind() -> None:
+    """In one range lines of several kinds are checked kind by kind; the earliest line
+    still decides which schema_version a strategy uses."""
+    data = line(event(1, schema_version="1.2")) + line(snapshot(5)) + line(snapshot(6))
+    report = validate(["-"], strict=True, stdin=lambda: data)
+    assert [(v.line, v.rule) for v in report.violations] == [(2, "schema-version")]
+    assert report.violations[0].message.startswith(
+        'schema_version: "1.1" differs from "1.2" that strategy "s1" used first at <stdin>:1')
