@@ -38,6 +38,72 @@ from ensemble_otel.settings import Settings
 _log = logging.getLogger("ensemble_otel")
 SCOPE = "ensemble_otel"
 
+# The SDK's exporters and processors log every failed attempt (a retry, a dropped batch, a
+# full queue). Filters on these module loggers (a filter on a parent logger does not see a
+# child's records) let one export warning per interval through, ours included.
+EXPORT_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http._common",
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
+    "opentelemetry.exporter.otlp.proto.common._internal",
+    "opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder",
+    "opentelemetry.sdk._shared_internal",
+    "opentelemetry.sdk.metrics._internal.export",
+    "opentelemetry.sdk._logs._internal.export",
+)
+
+
+class ExportWarnings(logging.Filter):
+    """At most one export warning per ``interval`` seconds reaches the bot's log.
+
+    Shared by the SDK's exporter loggers (records at WARNING and above; the one let through
+    says what it is and how many were held back) and :class:`GuardedExporter`.
+    """
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self.suppressed = 0
+        self._at = -float("inf")
+        self._lock = threading.Lock()
+
+    def allow(self) -> int | None:
+        """None when a warning was let through this interval; else the count held back."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._at < self.interval:
+                self.suppressed += 1
+                return None
+            self._at = now
+            held, self.suppressed = self.suppressed, 0
+            return held
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        held = self.allow()
+        if held is None:
+            return False
+        record.msg = (
+            f"ensemble-otel: OTLP export is failing; the bot and the files are unaffected "
+            f"(one such message per {self.interval:g} s, {held} held back): "
+            f"{record.getMessage()}")
+        record.args = None
+        return True
+
+
+EXPORT_WARNINGS = ExportWarnings()
+
+
+def limit_export_warnings() -> None:
+    """Attach :data:`EXPORT_WARNINGS` to the SDK's exporter loggers (idempotent)."""
+    for name in EXPORT_LOGGERS:
+        logger = logging.getLogger(name)
+        if EXPORT_WARNINGS not in logger.filters:
+            logger.addFilter(EXPORT_WARNINGS)
+
 
 def views() -> list[View]:
     """One view per contract metric: fixed aggregation, only the declared attributes kept."""
@@ -79,7 +145,7 @@ class GuardedExporter(MetricExporter):
         if result is MetricExportResult.FAILURE:
             self.failures += 1
             now = time.monotonic()
-            if now - self._warned_at >= self._warn_interval:
+            if now - self._warned_at >= self._warn_interval and EXPORT_WARNINGS.allow() is not None:
                 self._warned_at = now
                 _log.warning(
                     "ensemble-otel: OTLP metric export failed (%s; %d failure(s) so far); the "
@@ -223,6 +289,8 @@ class Telemetry:
         self._snapshot_reader = InMemoryMetricReader()
         readers: list[MetricReader] = [self._heartbeat_reader, self._snapshot_reader]
         self._guarded: list[GuardedExporter] = []
+        if settings.otlp_metrics or settings.otlp_logs:
+            limit_export_warnings()
         if settings.otlp_metrics:
             guarded = GuardedExporter(_otlp_metric_exporter(settings))
             self._guarded.append(guarded)
