@@ -30,6 +30,19 @@ from ensemble_otel._validate_engine import Report, validate
 
 __all__ = ["Report", "main", "register", "run", "validate"]
 
+DESCRIPTION = """\
+Check emitted JSONL records (and heartbeat files).
+
+permissive (default): every line is a JSON object with non-empty string
+  strategy_id and schema_version.
+--strict: every line against its kind's schema (kind from the file's place
+  under the root, else from its fields): no unknown fields, ISO-8601 UTC
+  timestamps, no duplicate (strategy_id, period, ts) bucket in any file, one
+  schema_version per strategy, period and strategy_id matching the directory,
+  ts matching the file name's date."""
+EPILOG = """\
+output: file:line: reason, one per violation, then a summary line.
+exit codes: 0 clean, 1 violations, 2 usage error or unreadable input."""
 DEFAULT_MAX_ERRORS = 50
 PROGRESS_MIN_BYTES = 32 << 20
 _PROG = "ensemble-otel validate"
@@ -72,8 +85,8 @@ def _positive(text: str) -> int:
 def register(subparsers: Any) -> None:
     """Add the ``validate`` subcommand to ``ensemble-otel``."""
     parser = subparsers.add_parser(
-        "validate", help="validate emitted JSONL records",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        "validate", help="validate emitted JSONL records", description=DESCRIPTION,
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_arguments(parser)
     parser.set_defaults(func=run)
@@ -190,8 +203,10 @@ def _n(count: int, noun: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ensemble_otel.validate",
-                                     description=__doc__.split("\n\n")[1] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m ensemble_otel.validate", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_arguments(parser)
     args = parser.parse_args(argv)
     return run(args)
