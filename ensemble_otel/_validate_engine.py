@@ -393,55 +393,70 @@ def _decode_all(lines: list[bytes], decode: Callable[[bytes], Any], utf8_ok: boo
     return recs, idx
 
 
+SNIFF_WINDOW = 64  # bytes: where the package's writers put a record's kind marker
+
+
 def _decode_sniffed(lines: list[bytes], utf8_ok: bool) -> dict[str, tuple[list[Any], list[int]]]:
-    """Decode lines of any kind: grouped by the sniffed kind, else told by their fields."""
+    """Decode lines of any kind: grouped by the sniffed kind, else told by their fields.
+
+    Sniffing looks for each kind's marker in the first SNIFF_WINDOW bytes of a line (the
+    package writes it second, after ts), then anywhere in the lines still unclaimed.
+    """
     out: dict[str, tuple[list[Any], list[int]]] = {}
     rest = list(range(len(lines)))
     failed: list[int] = []
-    for needle, kind in rules.SNIFF:
-        if not rest:
-            break
-        everything = len(rest) == len(lines)
-        flags = ([needle in line for line in lines] if everything
-                 else [needle in lines[i] for i in rest])
-        mine = list(compress(rest, flags))
-        if not mine:
-            continue
-        rest = [] if len(mine) == len(rest) else list(compress(rest, map(not_, flags)))
-        group = lines if everything and not rest else [lines[i] for i in mine]
-        recs, local = _decode_all(group, rules.record_decoder(kind).decode, utf8_ok)
-        if len(local) == len(mine):
-            idx = mine
-        else:
-            idx = [mine[k] for k in local]
-            failed.extend(set(mine).difference(idx))
-        got = out.setdefault(kind, ([], []))
-        got[0].extend(recs)
-        got[1].extend(idx)
+    for window in (SNIFF_WINDOW, None):
+        for needle, kind in rules.SNIFF:
+            if not rest:
+                break
+            everything = len(rest) == len(lines)
+            if window is not None:
+                flags = ([line.find(needle, 0, window) >= 0 for line in lines] if everything
+                         else [lines[i].find(needle, 0, window) >= 0 for i in rest])
+            else:
+                flags = [needle in lines[i] for i in rest]
+            mine = list(compress(rest, flags))
+            if not mine:
+                continue
+            rest = [] if len(mine) == len(rest) else list(compress(rest, map(not_, flags)))
+            group = lines if everything and not rest else [lines[i] for i in mine]
+            recs, local = _decode_all(group, rules.record_decoder(kind).decode, utf8_ok)
+            if len(local) == len(mine):
+                idx = mine
+            else:
+                idx = [mine[k] for k in local]
+                failed.extend(set(mine).difference(idx))
+            got = out.setdefault(kind, ([], []))
+            got[0].extend(recs)
+            got[1].extend(idx)
     failed.extend(rest)
-    if failed:
-        for i in sorted(failed):
-            _decode_exact(lines[i], i, out)
-        for kind, (recs, idx) in out.items():
-            order = sorted(range(len(idx)), key=idx.__getitem__)
-            out[kind] = ([recs[k] for k in order], [idx[k] for k in order])
+    unsorted = {kind for kind, (_, idx) in out.items() if idx != sorted(idx)}
+    for i in sorted(failed):
+        unsorted.update(_decode_exact(lines[i], i, out))
+    for kind in unsorted:
+        recs, idx = out[kind]
+        order = sorted(range(len(idx)), key=idx.__getitem__)
+        out[kind] = ([recs[k] for k in order], [idx[k] for k in order])
     return out
 
 
-def _decode_exact(line: bytes, i: int, out: dict[str, tuple[list[Any], list[int]]]) -> None:
+def _decode_exact(line: bytes, i: int, out: dict[str, tuple[list[Any], list[int]]]
+                  ) -> tuple[str, ...]:
+    """Decode a line as the kind its fields tell; returns the kind it was added to."""
     obj, _ = rules.parse(line)
     if obj is None:
-        return
+        return ()
     kind = rules.kind_of(obj)
     if kind is None:
-        return
+        return ()
     try:
         rec = rules.record_decoder(kind).decode(line)
     except Exception:  # diagnosed later
-        return
+        return ()
     recs, idx = out.setdefault(kind, ([], []))
     recs.append(rec)
     idx.append(i)
+    return (kind,)
 
 
 def _wrong_values(values: set[str], regex: re.Pattern[str], is_ts: bool) -> set[str]:
