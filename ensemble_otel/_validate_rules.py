@@ -185,6 +185,7 @@ def record_type(kind_name: str) -> type[msgspec.Struct]:
     return msgspec.defstruct(
         f"Record_{kind.name}", [*required, *optional],
         forbid_unknown_fields=not kind.additional_fields,
+        gc=False,  # scalars only (and JSON trees): no cycles, nothing for the collector
     )
 
 
@@ -196,7 +197,7 @@ def record_decoder(kind_name: str) -> msgspec.json.Decoder[Any]:
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class MetaRecord(msgspec.Struct):
+class MetaRecord(msgspec.Struct, gc=False):
     """What the permissive mode asks of every line."""
 
     strategy_id: _NonEmpty
