@@ -31,6 +31,7 @@ import contextlib
 import logging
 import math
 import numbers
+import operator
 import threading
 import time
 from collections.abc import Iterable
@@ -168,6 +169,17 @@ class _Bucket:
                 setattr(self, key, data[key])
 
 
+_BUCKET_STATE = tuple(k for k in _Bucket.__slots__ if k not in ("period", "seconds"))
+# what state() copies, in one C call (the first three say whether the copy is whole)
+_STATE_ATTRS = (
+    "_writing", "last_ts", "_rolling", "equity", "first_equity", "peak", "max_drawdown",
+    "realized", "unrealized", "positions", "_c_bars", "_c_notional", "_c_breaches",
+    "_c_warnings", "dropped", "_h_bars", "_h_notional", "_h_breaches", "_h_warnings",
+    *("_hour." + k for k in _BUCKET_STATE), *("_day." + k for k in _BUCKET_STATE),
+)
+_STATE_GET = operator.attrgetter(*_STATE_ATTRS)
+
+
 class HealthSnapshotEmitter:
     """Per-bar state of one strategy; writes one record per hour and per day of bar time.
 
@@ -215,6 +227,7 @@ class HealthSnapshotEmitter:
         }
         self.state_path: Path = settings.state_dir / "health" / f"{sid}.json"
         self._active = True  # False in a forked child
+        self._rolling = False  # a bucket close is under way (see state())
         self._saved_ts: float | None = -_INF  # last_ts when the state file was last written
         # levels at the last bar
         self.equity: float | None = None
@@ -453,33 +466,39 @@ class HealthSnapshotEmitter:
         """A bar at ``t`` opened a later hour: close what it closes, open its buckets."""
         hour_start = int(t // 3600) * 3600
         day_start = int(t // 86400) * 86400
-        if self._h_bars > 0 and self._hour.start != hour_start:
-            with self._lock:
-                self._fold_hour()
-        closing = [b for b, start in ((self._hour, hour_start), (self._day, day_start))
-                   if b.bars > 0 and b.start != start]
-        written: list[dict[str, Any]] = []
-        if closing:
-            levels = self._collect_levels()
-            for b in closing:
-                record = self._record(b, levels)
-                if b.start > b.last_written:
-                    self._appender.append(self._file_for(b), dumps_line(record))
-                    b.last_written = b.start
-                    written.append(record)
-                else:
-                    _log.info("ensemble-otel health: %s bucket %s already on disk; not written "
-                              "again", b.period, record["ts"])
+        # state() waits while a close is under way: a copy taken between the fold and the
+        # record's append (or its prev_close) would lose the record or mix two hours
+        self._rolling = True
+        try:
+            if self._h_bars > 0 and self._hour.start != hour_start:
                 with self._lock:
-                    b.prev_close = record["equity"]
-                    b.last_pnl = record["pnl"]
-                    b.last_turnover = record["turnover"]
-                    b.last_start = b.start
-        with self._lock:
-            for b, start in ((self._hour, hour_start), (self._day, day_start)):
-                if b.start != start:
-                    b.reset(start)
-        self._hour_end = float(hour_start + 3600)
+                    self._fold_hour()
+            closing = [b for b, start in ((self._hour, hour_start), (self._day, day_start))
+                       if b.bars > 0 and b.start != start]
+            written: list[dict[str, Any]] = []
+            if closing:
+                levels = self._collect_levels()
+                for b in closing:
+                    record = self._record(b, levels)
+                    if b.start > b.last_written:
+                        self._appender.append(self._file_for(b), dumps_line(record))
+                        b.last_written = b.start
+                        written.append(record)
+                    else:
+                        _log.info("ensemble-otel health: %s bucket %s already on disk; not written "
+                                  "again", b.period, record["ts"])
+                    with self._lock:
+                        b.prev_close = record["equity"]
+                        b.last_pnl = record["pnl"]
+                        b.last_turnover = record["turnover"]
+                        b.last_start = b.start
+            with self._lock:
+                for b, start in ((self._hour, hour_start), (self._day, day_start)):
+                    if b.start != start:
+                        b.reset(start)
+            self._hour_end = float(hour_start + 3600)
+        finally:
+            self._rolling = False
         if closing:
             self.save_state(fsync=False)
         return written
@@ -599,46 +618,45 @@ class HealthSnapshotEmitter:
     def state(self) -> dict[str, Any]:
         """A consistent snapshot of the state, from any thread.
 
-        The bar path takes no lock: it stores ``_writing`` first and ``last_ts`` last, so a
-        copy made while both agree, and after which ``_writing`` has not moved, holds one
-        whole bar. (Bucket closes, which the lock covers, are excluded by it.)
+        The bar path takes no lock. One ``attrgetter`` call copies every field in C, where
+        no other Python thread runs in between; the copy is used when it holds whole bars:
+        a bar stores ``_writing`` first and ``last_ts`` last, and a bucket close sets
+        ``_rolling`` while it runs. Otherwise the bar thread is let to finish and it retries.
         """
-        with self._lock:
-            state: dict[str, Any] = {}
-            for _ in range(10_000):
-                seen = self.last_ts
-                if self._writing == seen:
-                    state = self._state_copy()
-                    if self._writing == seen:
-                        return state
-                time.sleep(0)  # a bar is being applied on another thread: let it finish
-            return state  # not reached while bars take microseconds; the newest copy
+        for attempt in range(100_000):  # no lock held: the bar thread must go on meanwhile
+            values = _STATE_GET(self)
+            if values[0] == values[1] and not values[2]:
+                return self._state_from(dict(zip(_STATE_ATTRS, values, strict=True)))
+            # a bar (or a bucket close) is under way on the bar thread: let it finish
+            time.sleep(0 if attempt < 1000 else 0.001)
+        raise RuntimeError("ensemble-otel health: no consistent state copy")  # pragma: no cover
 
-    def _state_copy(self) -> dict[str, Any]:
-        hour = self._hour.to_state()
-        hour.update(bars=self._h_bars, notional=self._h_notional,
-                    breaches=self._h_breaches, warnings=self._h_warnings)
-        if self._h_bars:
-            hour["last_ts"] = self.last_ts
+    def _state_from(self, v: dict[str, Any]) -> dict[str, Any]:
+        hour = {k: v["_hour." + k] for k in _BUCKET_STATE}
+        hour.update(bars=v["_h_bars"], notional=v["_h_notional"], breaches=v["_h_breaches"],
+                    warnings=v["_h_warnings"])
+        if v["_h_bars"]:
+            hour["last_ts"] = v["last_ts"]
+        equity, peak = v["equity"], v["peak"]
         return {
             "version": STATE_VERSION,
             "strategy_id": self.settings.strategy_id,
-            "equity": self.equity,
-            "first_equity": self.first_equity,
-            "peak": self.peak,
-            "drawdown": self.drawdown,
-            "max_drawdown": self.max_drawdown,
-            "realized": self.realized,
-            "unrealized": self.unrealized,
-            "positions": self.positions,
-            "last_ts": None if self.last_ts == -_INF else self.last_ts,
+            "equity": equity,
+            "first_equity": v["first_equity"],
+            "peak": peak,
+            "drawdown": 0.0 if equity is None or peak <= 0.0 else 1.0 - equity / peak,
+            "max_drawdown": v["max_drawdown"],
+            "realized": v["realized"],
+            "unrealized": v["unrealized"],
+            "positions": v["positions"],
+            "last_ts": None if v["last_ts"] == -_INF else v["last_ts"],
             # totals and the day bucket: closed hours only; the open hour is "1h"
-            "total_bars": self._c_bars,
-            "total_notional": self._c_notional,
-            "total_breaches": self._c_breaches,
-            "total_warnings": self._c_warnings,
-            "dropped": self.dropped,
-            "buckets": {"1h": hour, "24h": self._day.to_state()},
+            "total_bars": v["_c_bars"],
+            "total_notional": v["_c_notional"],
+            "total_breaches": v["_c_breaches"],
+            "total_warnings": v["_c_warnings"],
+            "dropped": v["dropped"],
+            "buckets": {"1h": hour, "24h": {k: v["_day." + k] for k in _BUCKET_STATE}},
         }
 
     def save_state(self, *, fsync: bool = True) -> bool:
