@@ -175,6 +175,7 @@ _STATE_ATTRS = (
     "_writing", "last_ts", "_rolling", "equity", "first_equity", "peak", "max_drawdown",
     "realized", "unrealized", "positions", "_c_bars", "_c_notional", "_c_breaches",
     "_c_warnings", "dropped", "_h_bars", "_h_notional", "_h_breaches", "_h_warnings",
+    "_unwritten",
     *("_hour." + k for k in _BUCKET_STATE), *("_day." + k for k in _BUCKET_STATE),
 )
 _STATE_GET = operator.attrgetter(*_STATE_ATTRS)
@@ -228,6 +229,8 @@ class HealthSnapshotEmitter:
         self.state_path: Path = settings.state_dir / "health" / f"{sid}.json"
         self._active = True  # False in a forked child
         self._rolling = False  # a bucket close is under way (see state())
+        self._unwritten: tuple[tuple[str, str, str], ...] = ()  # closed, not yet appended
+        self._save_lock = threading.Lock()  # the beat and a bucket close both save state
         self._saved_ts: float | None = -_INF  # last_ts when the state file was last written
         # levels at the last bar
         self.equity: float | None = None
@@ -476,12 +479,14 @@ class HealthSnapshotEmitter:
             closing = [b for b, start in ((self._hour, hour_start), (self._day, day_start))
                        if b.bars > 0 and b.start != start]
             written: list[dict[str, Any]] = []
+            lines: list[tuple[str, str, str]] = []  # (period, file, line) to append
             if closing:
                 levels = self._collect_levels()
                 for b in closing:
                     record = self._record(b, levels)
                     if b.start > b.last_written:
-                        self._appender.append(self._file_for(b), dumps_line(record))
+                        lines.append((b.period, str(self._file_for(b)),
+                                      dumps_line(record).decode()))
                         b.last_written = b.start
                         written.append(record)
                     else:
@@ -497,10 +502,17 @@ class HealthSnapshotEmitter:
                     if b.start != start:
                         b.reset(start)
             self._hour_end = float(hour_start + 3600)
+            self._unwritten = tuple(lines)  # before _rolling clears: a copy must carry them
         finally:
             self._rolling = False
         if closing:
+            # write-ahead: the state names the records before they are appended, so a crash
+            # in between leaves a state that is never behind the files (restore appends any
+            # that did not make it), and the bucket continues exactly on restart
             self.save_state(fsync=False)
+            for _period, path, line in lines:
+                self._appender.append(Path(path), line.encode())
+            self._unwritten = ()
         return written
 
     def _fold_hour(self) -> None:
@@ -657,16 +669,17 @@ class HealthSnapshotEmitter:
             "total_warnings": v["_c_warnings"],
             "dropped": v["dropped"],
             "buckets": {"1h": hour, "24h": {k: v["_day." + k] for k in _BUCKET_STATE}},
+            "unwritten": [list(item) for item in v["_unwritten"]],
         }
 
     def save_state(self, *, fsync: bool = True) -> bool:
         """Replace the state file atomically. Fails soft (returns False, logs)."""
         if not self._active or self.equity is None:
             return False
-        state = self.state()
-        saved_ts = -_INF if state["last_ts"] is None else state["last_ts"]
         try:
-            atomic_write_json(self.state_path, state, fsync=fsync)
+            with self._save_lock:  # copies reach the file in the order they were taken
+                state = self.state()
+                atomic_write_json(self.state_path, state, fsync=fsync)
         except OSError as exc:
             now = time.monotonic()
             if now - getattr(self, "_state_error_at", -_INF) >= 60.0:
@@ -675,7 +688,7 @@ class HealthSnapshotEmitter:
                            "running; retried at every beat, reported at most once a minute)",
                            self.state_path, exc)
             return False
-        self._saved_ts = saved_ts
+        self._saved_ts = -_INF if state["last_ts"] is None else state["last_ts"]
         return True
 
     def _restore(self) -> None:
@@ -687,6 +700,7 @@ class HealthSnapshotEmitter:
                 if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
                     raise ValueError("unknown state version")
                 self._load(state)
+                self._append_unwritten(state.get("unwritten") or [])
             except (OSError, ValueError, TypeError, KeyError) as exc:
                 aside = self.state_path.with_name(self.state_path.name + ".corrupt")
                 _log.error(
@@ -716,6 +730,17 @@ class HealthSnapshotEmitter:
             # the open hour continues (when it is on disk already, bars take the general
             # path, which drops the late ones and closes it without writing it again)
             self._hour_end = float(self._hour.start + 3600)
+
+    def _append_unwritten(self, unwritten: list[Any]) -> None:
+        """Append the records a crash kept from reaching their files (write-ahead)."""
+        for period, path, line in unwritten:
+            if period not in self._dirs or Path(path).parent != self._dirs[period]:
+                raise ValueError(f"unwritten record for {period} in {path}")
+            record = read_json_line(line.encode())
+            last = self._last_record(period)
+            if last is None or last["ts"] < record["ts"]:
+                self._appender.append(Path(path), line.encode())
+                self._appender.flush_pending()
 
     def _load(self, state: dict[str, Any]) -> None:
         if state.get("strategy_id") != self.settings.strategy_id:

@@ -1,0 +1,75 @@
+"""SIGKILL at random moments: nothing torn, nothing written twice, drawdown carries on.
+
+A bot replays a fixed bar series (``replay_bot.py``), is killed with SIGKILL 20-200 ms
+after it starts (during imports, start-up, bars, bucket closes, state and heartbeat
+writes), restarts from where its state says, again and again; then it runs to the end.
+The records must equal those of one uninterrupted run of the same series.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import orjson
+from reliability_support import STRATEGY, all_jsonl, read_lines, records, run_bot, start_bot
+
+KILLS = 60
+BARS = "6000"  # 10-minute bars: 1000 hours, 41 days
+
+
+def _check_heartbeat(root: Path) -> None:
+    path = root / "logs" / "heartbeat" / f"{STRATEGY}.json"
+    if path.exists():  # absent only when the kill came before the first beat
+        beat = orjson.loads(path.read_bytes())
+        assert beat["strategy_id"] == STRATEGY and beat["state"] in (
+            "starting", "running", "stopping", "stopped"), beat
+
+
+def _check_monotonic(recs: list[dict[str, object]], period: str) -> None:
+    starts = [r["ts"] for r in recs]
+    assert len(starts) == len(set(starts)), f"{period}: a bucket written twice"
+    assert starts == sorted(starts), f"{period}: buckets out of order"
+    for before, after in zip(recs, recs[1:], strict=False):
+        assert after["peak_equity"] >= before["peak_equity"], (period, before, after)
+        assert after["max_drawdown"] >= before["max_drawdown"], (period, before, after)
+
+
+def test_sigkill_at_random_moments_leaves_whole_files_and_continues(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    run_bot(reference, BOT_BARS=BARS, BOT_BEAT="0.05")
+    expected = {p: records(reference, p) for p in ("1h", "24h")}
+    assert len(expected["1h"]) == 999 and len(expected["24h"]) == 41
+
+    root = tmp_path / "killed"
+    rng = random.Random(20240101)
+    progressed = 0
+    for _ in range(KILLS):
+        proc = start_bot(root, BOT_BARS=BARS, BOT_BEAT="0.05")
+        time.sleep(rng.uniform(0.020, 0.200))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+        _check_heartbeat(root)
+        for path in all_jsonl(root):
+            read_lines(path)
+        hours = records(root, "1h")
+        _check_monotonic(hours, "1h")
+        progressed = max(progressed, len(hours))
+    assert progressed > 0, "no kill landed after a bucket close: make the series longer"
+    assert progressed < 999, "the bot finished before the kills ended: make the series longer"
+
+    run_bot(root, BOT_BARS=BARS, BOT_BEAT="0.05")  # to the end, uninterrupted
+    _check_heartbeat(root)
+    for path in all_jsonl(root):
+        read_lines(path)
+    assert not list(root.rglob("*.torn")), "a torn line was found (and set aside)"
+    for period in ("1h", "24h"):
+        got = records(root, period)
+        _check_monotonic(got, period)
+        # drawdown continued from the stored peak across every restart: same records
+        assert got == expected[period], period
