@@ -53,7 +53,7 @@ def main() -> int:
         heartbeat_interval=float(os.environ.get("BOT_BEAT", "0.05")))
     health = telemetry.health
     last = health.last_ts
-    start = 0 if last == -math.inf else int(round((last - T0) / step)) + 1
+    start = 0 if last == -math.inf else round((last - T0) / step) + 1
     series = [bar(i) for i in range(start, bars)]
     times: list[int] = []
     closing: list[int] = []

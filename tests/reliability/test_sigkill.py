@@ -8,6 +8,7 @@ The records must equal those of one uninterrupted run of the same series.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -33,7 +34,7 @@ def _check_monotonic(recs: list[dict[str, object]], period: str) -> None:
     starts = [r["ts"] for r in recs]
     assert len(starts) == len(set(starts)), f"{period}: a bucket written twice"
     assert starts == sorted(starts), f"{period}: buckets out of order"
-    for before, after in zip(recs, recs[1:], strict=False):
+    for before, after in itertools.pairwise(recs):
         assert after["peak_equity"] >= before["peak_equity"], (period, before, after)
         assert after["max_drawdown"] >= before["max_drawdown"], (period, before, after)
 
