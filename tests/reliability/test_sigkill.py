@@ -19,7 +19,7 @@ import orjson
 from reliability_support import STRATEGY, all_jsonl, read_lines, records, run_bot, start_bot
 
 KILLS = 60
-BARS = "6000"  # 10-minute bars: 1000 hours, 41 days
+BARS = "12000"  # 10-minute bars: 2000 hours, 83 days
 
 
 def _check_heartbeat(root: Path) -> None:
@@ -43,7 +43,7 @@ def test_sigkill_at_random_moments_leaves_whole_files_and_continues(tmp_path: Pa
     reference = tmp_path / "reference"
     run_bot(reference, BOT_BARS=BARS, BOT_BEAT="0.05")
     expected = {p: records(reference, p) for p in ("1h", "24h")}
-    assert len(expected["1h"]) == 999 and len(expected["24h"]) == 41
+    assert len(expected["1h"]) == 1999 and len(expected["24h"]) == 83
 
     root = tmp_path / "killed"
     rng = random.Random(20240101)
@@ -62,7 +62,7 @@ def test_sigkill_at_random_moments_leaves_whole_files_and_continues(tmp_path: Pa
         _check_monotonic(hours, "1h")
         progressed = max(progressed, len(hours))
     assert progressed > 0, "no kill landed after a bucket close: make the series longer"
-    assert progressed < 999, "the bot finished before the kills ended: make the series longer"
+    assert progressed < len(expected["1h"]), "the bot finished before the kills ended"
 
     run_bot(root, BOT_BARS=BARS, BOT_BEAT="0.05")  # to the end, uninterrupted
     _check_heartbeat(root)
