@@ -6,6 +6,7 @@ bench/_out/results.md.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def main() -> int:
     for module in (per_bar, closing_bar, startup, events, memory):
         print(f"\n## {module.__name__}", flush=True)
         module.main()
+    for script in ("validate_bench.py", "report_bench.py"):  # tables of their own
+        print(f"\n## {script}", flush=True)
+        subprocess.run([sys.executable, str(Path(__file__).resolve().parent / script)], check=False)
     text = table()
     print("\n" + text)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
