@@ -14,12 +14,14 @@ Everything a user may touch is listed in ``__all__``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ensemble_otel._version import __version__
 from ensemble_otel.errors import BarError, ConfigError, EventError, FieldError
 from ensemble_otel.settings import Settings, load_settings
-from ensemble_otel.telemetry import NoopTelemetry, Telemetry
+
+if TYPE_CHECKING:
+    from ensemble_otel.telemetry import NoopTelemetry, Telemetry
 
 __all__ = [
     "BarError",
@@ -56,7 +58,7 @@ def configure(**overrides: Any) -> Telemetry | NoopTelemetry:
     settings = load_settings(**overrides)
     before = _telemetry.current()
     result = _telemetry.install(settings)
-    if result is not before and isinstance(result, Telemetry):
+    if result is not before and isinstance(result, _telemetry.Telemetry):
         _set_global_providers(result)
     return result
 
@@ -98,3 +100,13 @@ def _set_global_providers(telemetry: Telemetry) -> None:
         "ProxyLoggerProvider", "NoOpLoggerProvider",
     ):
         _logs.set_logger_provider(telemetry.logger_provider)
+
+
+def __getattr__(name: str) -> Any:
+    # The SDK is imported when telemetry is used, not by `import ensemble_otel`: the
+    # command-line tools (validate, report, heartbeat check) start without it.
+    if name in ("Telemetry", "NoopTelemetry"):
+        from ensemble_otel import telemetry as _telemetry
+
+        return getattr(_telemetry, name)
+    raise AttributeError(f"module 'ensemble_otel' has no attribute {name!r}")
