@@ -105,7 +105,10 @@ def contract_verdicts(paths: Sequence[Path], root: Path | None = None) -> Contra
     prefix = f"{root}/" if root is not None else None
     for v in report.violations:
         message = v.message.replace(prefix, "") if prefix else v.message  # paths as listed
-        verdicts.by_line.setdefault((v.file, v.line), []).append(message)
+        # A change of schema_version is worth a note, not a hole in the charts: the record
+        # itself is valid, so it stays drawn and the file gets a note.
+        line = 0 if v.rule == "schema-version" else v.line
+        verdicts.by_line.setdefault((v.file, line), []).append(message)
     return verdicts
 
 

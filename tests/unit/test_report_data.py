@@ -213,3 +213,17 @@ def test_an_event_nested_too_deep_to_embed_is_listed_without_its_fields(
     (listed,) = page_data(result.path)["strategies"][0]["events"]["latest"]
     assert listed["event"] == "deep" and "v" not in listed
     assert "fields_not_shown" in listed
+
+
+def test_a_schema_version_change_is_noted_and_still_drawn(tmp_path: Path) -> None:
+    """Records after a schema_version bump are valid records: they stay in the charts."""
+    write_strategy(tmp_path, "gamma", start=START, hours=30, seed=5, schema_version="1.0")
+    later = datetime(2024, 3, 3, tzinfo=timezone.utc)
+    write_strategy(tmp_path, "gamma", start=later, hours=30, seed=6, schema_version="1.1")
+    result = write_report(tmp_path, tmp_path / "r.html")
+    records = file_records(tmp_path, "1h", "gamma")
+    assert {r["schema_version"] for r in records} == {"1.0", "1.1"}
+    assert result.bad_lines == 0
+    assert result.records == len(records)
+    html = result.path.read_text(encoding="utf-8")
+    assert "one schema_version per strategy" in html
