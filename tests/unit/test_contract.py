@@ -304,6 +304,9 @@ def test_committed_reference_is_current() -> None:
     gen = _gen_reference()
     assert gen.TARGET.read_text(encoding="utf-8") == gen.render(), (
         "docs/reference.md is stale: run `python scripts/gen_reference.py`")
+    readme = gen.README.read_text(encoding="utf-8")
+    assert readme == gen.readme(readme), (
+        "README.md's record formats are stale: run `python scripts/gen_reference.py`")
     assert gen.main(["--check"]) == 0
 
 
