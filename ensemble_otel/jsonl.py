@@ -181,7 +181,8 @@ class JsonlAppender:
         if written != len(line):
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, os.fstat(fd).st_size - written)
-            raise OSError(errno.ENOSPC, "short write", str(path))
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (short write)",
+                          str(path))
 
     def append(self, path: Path, line: bytes) -> bool:
         """Append one line (bytes ending in a newline). Never raises ``OSError``."""
