@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -208,9 +209,18 @@ class _StrategyLock:
 
     def __init__(self, settings: Settings) -> None:
         directory = settings.state_dir
-        ensure_dir(directory)
         self.path = directory / f"{settings.strategy_id}.lock"
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:  # the first write under the root: a root that cannot be written is a setting error
+            ensure_dir(directory)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError as exc:
+            env = os.environ.get("PAPER_TRADING_ROOT", "").strip()
+            raise ConfigError(
+                "PAPER_TRADING_ROOT" if env and Path(env) == settings.root else "root",
+                str(settings.root),
+                f"must be a directory this process can write: cannot create "
+                f"{exc.filename or self.path} ({exc.strerror or exc})",
+            ) from exc
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -221,8 +231,9 @@ class _StrategyLock:
                 f"another live process (pid {holder}) already writes {settings.root} for this "
                 "strategy; use another strategy id or root, or stop that process",
             ) from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # the pid is a hint; a full disk must not stop the bot
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 
     def release(self) -> None:
         if self._fd >= 0:
