@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
+from threading import get_ident
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -44,7 +45,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from ensemble_otel.contract import registry as names
 from ensemble_otel.errors import BarError
-from ensemble_otel.jsonl import JsonlAppender, atomic_write_json, dumps_line, last_line, read_json
+from ensemble_otel.jsonl import JsonJournal, JsonlAppender, dumps_line, last_line
 from ensemble_otel.settings import Settings
 
 _log = logging.getLogger("ensemble_otel")
@@ -170,15 +171,40 @@ class _Bucket:
 
 
 _BUCKET_STATE = tuple(k for k in _Bucket.__slots__ if k not in ("period", "seconds"))
-# what state() copies, in one C call (the first three say whether the copy is whole)
+# What a copy of the state holds, taken in one C call (operator.attrgetter over slots and
+# plain attributes: no Python code runs in it, so no other Python thread runs in between).
+# The first five are the copy's key: a bar stores _writing first and last_ts last, a bucket
+# close sets _rolling while it runs and counts itself in _rolls, a dropped bar counts in
+# dropped; so a copy is whole (holds whole bars) when _writing == last_ts and not _rolling,
+# and two whole copies with equal keys are equal.
 _STATE_ATTRS = (
-    "_writing", "last_ts", "_rolling", "equity", "first_equity", "peak", "max_drawdown",
-    "realized", "unrealized", "positions", "_c_bars", "_c_notional", "_c_breaches",
-    "_c_warnings", "dropped", "_h_bars", "_h_notional", "_h_breaches", "_h_warnings",
-    "_unwritten",
+    "_writing", "last_ts", "_rolling", "_rolls", "dropped",
+    "equity", "first_equity", "peak", "max_drawdown", "realized", "unrealized", "positions",
+    "_c_bars", "_c_notional", "_c_breaches", "_c_warnings",
+    "_h_bars", "_h_notional", "_h_breaches", "_h_warnings", "_unwritten",
     *("_hour." + k for k in _BUCKET_STATE), *("_day." + k for k in _BUCKET_STATE),
 )
 _STATE_GET = operator.attrgetter(*_STATE_ATTRS)
+_KEY = 5  # the key is values[:_KEY]
+_KEY_GET = operator.attrgetter(*_STATE_ATTRS[:_KEY])
+_AT = {name: i for i, name in enumerate(_STATE_ATTRS)}
+_UNWRITTEN = _AT["_unwritten"]
+COPY_TRIES = 3  # lock-free copies state() tries before it asks the bar thread for one
+COPY_TIMEOUT = 1.0  # seconds state() waits for the bar thread's copy (then: the newest known)
+# the fast path leaves a bar to the general path (which checks exactly) when its hour's
+# traded_notional would reach _n_cap = NOTIONAL_ROOM - the total of the closed hours, or its
+# equity is below EQUITY_FLOOR: below both, every sum and turnover is finite by a wide margin
+NOTIONAL_ROOM = 1e300
+EQUITY_FLOOR = 1e-8
+
+
+def _whole(values: tuple[Any, ...]) -> bool:
+    return bool(values[0] == values[1] and not values[2])
+
+
+def _order(values: tuple[Any, ...]) -> tuple[float, int, int, bool]:
+    """Whole copies in the order they were taken (later bars, closes, drops, appends)."""
+    return (values[1], values[3], values[4], not values[_UNWRITTEN])
 
 
 class HealthSnapshotEmitter:
@@ -198,6 +224,7 @@ class HealthSnapshotEmitter:
         "_h_notional",
         "_h_warnings",
         "_hour_end",
+        "_n_cap",
         "_writing",
         "equity",
         "last_ts",
@@ -219,7 +246,6 @@ class HealthSnapshotEmitter:
         self.settings = settings
         self._reader = snapshot_reader
         self._appender = appender
-        self._lock = threading.Lock()
         self._root = settings.root
         sid = settings.strategy_id
         self._dirs = {
@@ -227,11 +253,24 @@ class HealthSnapshotEmitter:
             "24h": settings.root / "logs" / "24h" / "health_snapshot" / sid,
         }
         self.state_path: Path = settings.state_dir / "health" / f"{sid}.json"
+        self._journal = JsonJournal(self.state_path)
         self._active = True  # False in a forked child
         self._rolling = False  # a bucket close is under way (see state())
+        self._rolls = 0  # bucket closes so far in this process (part of a copy's key)
         self._unwritten: tuple[tuple[str, str, str], ...] = ()  # closed, not yet appended
         self._save_lock = threading.Lock()  # the beat and a bucket close both save state
         self._saved_ts: float | None = -_INF  # last_ts when the state file was last written
+        self._seq = 0  # saves so far (across restarts): the newest of file and journal wins
+        # copies of the state for other threads (see state()): the bar thread publishes one
+        # at the end of a bar when _copy_req is set
+        self._copy_req = False
+        self._copy_cv = threading.Condition(threading.Lock())
+        self._copy_seq = 0
+        self._published: tuple[Any, ...] = ()
+        self._bar_ident = -1  # the thread of the last bucket close
+        self._roll_view: tuple[Any, ...] = ()  # what the bar thread's own collection reads
+        self._cache_lock = threading.Lock()
+        self._copy_warned_at = -_INF
         # levels at the last bar
         self.equity: float | None = None
         self.first_equity: float | None = None
@@ -257,10 +296,18 @@ class HealthSnapshotEmitter:
         self._drop_warned_at = -_INF
         self._hour = _Bucket("1h", 3600)  # its sums are the _h_* fields while it is open
         self._day = _Bucket("24h", 86400)  # its sums cover the day's closed hours
-        self._hour_end = -_INF  # first unix second after the open hour
+        # first unix second after the open hour (-inf: none, or it is on disk already) ...
+        self._end = -_INF
+        # ... and the fast path's copy of it (-inf when a bar must take the general path)
+        self._hour_end = -_INF
         self._restore()
+        self._hour_end = self._end
         self._reset_dd_floor()
+        self._n_cap = NOTIONAL_ROOM - self._c_notional
         self._saved_ts = self._writing = self.last_ts
+        first = _STATE_GET(self)  # no bar yet: whole
+        self._cache: tuple[tuple[Any, ...], tuple[Any, ...]] = (first[:_KEY], first)
+        self._cache_order = _order(first)
         self._observe(meter)
 
     # -- the bar path -------------------------------------------------------------------
@@ -291,9 +338,10 @@ class HealthSnapshotEmitter:
                 and type(risk_breaches) is int and type(risk_warnings) is int
                 and type(open_positions) is int):
             s = equity + realized_pnl + unrealized_pnl + traded_notional
-            if (s - s == 0.0 and equity > 0.0 and traded_notional >= 0.0
+            if (s - s == 0.0 and equity > 1e-8 and traded_notional >= 0.0  # EQUITY_FLOOR
                     and risk_breaches >= 0 and risk_warnings >= 0 and open_positions >= 0
-                    and self.last_ts < ts < self._hour_end):
+                    and self.last_ts < ts < self._hour_end
+                    and (n := self._h_notional + traded_notional) < self._n_cap):
                 self._writing = ts  # first store; last_ts is the last (see state())
                 if equity > self.peak:
                     self.peak = equity
@@ -305,7 +353,7 @@ class HealthSnapshotEmitter:
                 self.unrealized = unrealized_pnl
                 self.positions = open_positions
                 self._h_bars += 1
-                self._h_notional += traded_notional
+                self._h_notional = n
                 self._h_breaches += risk_breaches
                 self._h_warnings += risk_warnings
                 self.last_ts = ts
@@ -351,12 +399,42 @@ class HealthSnapshotEmitter:
             return []
         if not self._active:
             return []
+        if not ((self._h_notional + traded_notional < self._n_cap and equity > EQUITY_FLOOR)
+                or self._sums_stay_finite(t, equity, traded_notional)):
+            raise BarError("traded_notional", traded_notional,
+                           "must keep the running sums of traded_notional (the hour's, the "
+                           "day's, the total) and turnover (sum / equity) finite; it would "
+                           "overflow to infinity")
         written: list[dict[str, Any]] = []
-        if t >= self._hour_end:
+        if t >= self._end:
             written = self._roll(t)
         self._apply(t, equity, realized_pnl, unrealized_pnl, traded_notional,
                     risk_breaches, risk_warnings, open_positions)
+        self._hour_end = self._end  # after a request for a copy (see _ask_for_copy)
+        if self._copy_req:
+            self._publish()
         return written
+
+    def _sums_stay_finite(self, t: float, equity: float, notional: float) -> bool:
+        """Whether the sums after this bar (and their turnovers, were it a bucket's last
+        bar) are finite; computed as the bucket close and the bar will compute them."""
+        hour, day = self._hour, self._day
+        h, c, d = self._h_notional, self._c_notional, day.notional
+        if t >= self._end:  # the bar closes the open hour (and maybe the day) first
+            hour_start = int(t // 3600) * 3600
+            if self._h_bars > 0 and hour.start != hour_start:
+                c += h
+                d += h
+            if hour.start != hour_start:
+                h = 0.0
+            if day.start != int(t // 86400) * 86400:
+                d = 0.0
+        h += notional
+        day_sum = d + h
+        for value in (h, c + h, day_sum, h / equity, day_sum / equity):
+            if value - value != 0.0:
+                return False
+        return True
 
     def _apply(
         self,
@@ -418,8 +496,8 @@ class HealthSnapshotEmitter:
     @active.setter
     def active(self, value: bool) -> None:
         self._active = value
-        if not value:
-            self._hour_end = -_INF  # every bar takes the general path, which checks this
+        if not value:  # every bar takes the general path, which checks this
+            self._end = self._hour_end = -_INF
 
     @property
     def dirty(self) -> bool:
@@ -469,49 +547,50 @@ class HealthSnapshotEmitter:
         """A bar at ``t`` opened a later hour: close what it closes, open its buckets."""
         hour_start = int(t // 3600) * 3600
         day_start = int(t // 86400) * 86400
-        # state() waits while a close is under way: a copy taken between the fold and the
-        # record's append (or its prev_close) would lose the record or mix two hours
+        self._bar_ident = get_ident()
+        # a copy taken between the fold and the record's append (or its prev_close) would
+        # lose the record or mix two hours: _rolling marks it as not whole (see state())
         self._rolling = True
         try:
             if self._h_bars > 0 and self._hour.start != hour_start:
-                with self._lock:
-                    self._fold_hour()
+                self._fold_hour()
             closing = [b for b, start in ((self._hour, hour_start), (self._day, day_start))
                        if b.bars > 0 and b.start != start]
             written: list[dict[str, Any]] = []
-            lines: list[tuple[str, str, str]] = []  # (period, file, line) to append
+            lines: list[tuple[str, str, str]] = []  # (period, file name, line) to append
             if closing:
                 levels = self._collect_levels()
                 for b in closing:
                     record = self._record(b, levels)
                     if b.start > b.last_written:
-                        lines.append((b.period, str(self._file_for(b)),
+                        lines.append((b.period, self._file_for(b.period, b.start).name,
                                       dumps_line(record).decode()))
                         b.last_written = b.start
                         written.append(record)
                     else:
                         _log.info("ensemble-otel health: %s bucket %s already on disk; not written "
                                   "again", b.period, record["ts"])
-                    with self._lock:
-                        b.prev_close = record["equity"]
-                        b.last_pnl = record["pnl"]
-                        b.last_turnover = record["turnover"]
-                        b.last_start = b.start
-            with self._lock:
-                for b, start in ((self._hour, hour_start), (self._day, day_start)):
-                    if b.start != start:
-                        b.reset(start)
-            self._hour_end = float(hour_start + 3600)
+                    b.prev_close = record["equity"]
+                    b.last_pnl = record["pnl"]
+                    b.last_turnover = record["turnover"]
+                    b.last_start = b.start
+            for b, start in ((self._hour, hour_start), (self._day, day_start)):
+                if b.start != start:
+                    b.reset(start)
+            self._end = float(hour_start + 3600)
             self._unwritten = tuple(lines)  # before _rolling clears: a copy must carry them
         finally:
+            self._rolls += 1
             self._rolling = False
+        if self._copy_req:  # now: the save below may wait for the beat's save, which waits
+            self._publish()  # for this copy
         if closing:
             # write-ahead: the state names the records before they are appended, so a crash
             # in between leaves a state that is never behind the files (restore appends any
             # that did not make it), and the bucket continues exactly on restart
-            self.save_state(fsync=False)
-            for _period, path, line in lines:
-                self._appender.append(Path(path), line.encode())
+            self.save_state(fsync=False, journal=True)
+            for period, name, line in lines:
+                self._appender.append(self._dirs[period] / name, line.encode())
             self._unwritten = ()
         return written
 
@@ -531,14 +610,20 @@ class HealthSnapshotEmitter:
         self._c_warnings += self._h_warnings
         self._h_bars = self._h_breaches = self._h_warnings = 0
         self._h_notional = 0.0
+        self._n_cap = NOTIONAL_ROOM - self._c_notional
 
-    def _file_for(self, b: _Bucket) -> Path:
-        day = datetime.fromtimestamp(b.start, tz=_UTC)
-        name = day.strftime("%Y-%m-%d.jsonl" if b.period == "1h" else "%Y-%m.jsonl")
-        return self._dirs[b.period] / name
+    def _file_for(self, period: str, start: float) -> Path:
+        day = datetime.fromtimestamp(start, tz=_UTC)
+        return self._dirs[period] / day.strftime("%Y-%m-%d.jsonl" if period == "1h" else
+                                                 "%Y-%m.jsonl")
 
     def _collect_levels(self) -> dict[str, float]:
-        """Collect the instruments (same names, units and values as OTLP gets)."""
+        """Collect the instruments (same names, units and values as OTLP gets).
+
+        Runs on the bar thread in a bucket close: the callbacks of this collection read
+        the state as it is now (whole: no bar is under way on this thread).
+        """
+        self._roll_view = _STATE_GET(self)
         data = self._reader.get_metrics_data()
         out: dict[str, float] = {}
         if data is None:
@@ -582,41 +667,60 @@ class HealthSnapshotEmitter:
     # -- instruments ---------------------------------------------------------------------
 
     def _observe(self, meter: Meter) -> None:
+        """Observable instruments; their callbacks run on the collecting reader's thread and
+        read one whole copy of the state (see :meth:`_view`), never half of a bar."""
+        view = self._view
+        at = _AT
+        eq, pk = at["equity"], at["peak"]
+
         def gauge(name: str, read: Any) -> None:
             spec = names.METRICS_BY_NAME[name]
             create = (meter.create_observable_counter if spec.instrument == "observable_counter"
                       else meter.create_observable_gauge)
 
             def callback(options: CallbackOptions) -> Iterable[Observation]:
-                if self.equity is None:
+                v = view()
+                if v[eq] is None:  # before the first bar
                     return ()
-                with self._lock:
-                    value = read()
+                value = read(v)
                 return () if value is None else (Observation(value),)
 
             create(name, callbacks=[callback], unit=spec.unit, description=spec.description)
 
-        gauge(names.EQUITY, lambda: self.equity)
-        gauge(names.EQUITY_PEAK, lambda: self.peak)
-        gauge(names.DRAWDOWN, lambda: self.drawdown)  # computed from equity and peak
-        gauge(names.DRAWDOWN_MAX, lambda: self.max_drawdown)
-        gauge(names.PNL_REALIZED, lambda: self.realized)
-        gauge(names.PNL_UNREALIZED, lambda: self.unrealized)
-        gauge(names.POSITIONS_OPEN, lambda: self.positions)
-        gauge(names.BAR_TIMESTAMP, lambda: self.last_ts)
-        gauge(names.BARS, lambda: self._c_bars + self._h_bars)
-        gauge(names.BARS_DROPPED, lambda: self.dropped)
-        gauge(names.TRADED_NOTIONAL, lambda: self._c_notional + self._h_notional)
-        gauge(names.RISK_BREACHES, lambda: self._c_breaches + self._h_breaches)
-        gauge(names.RISK_WARNINGS, lambda: self._c_warnings + self._h_warnings)
+        def field(key: str) -> Any:
+            return operator.itemgetter(at[key])
+
+        def total(closed: str, open_hour: str) -> Any:
+            i, j = at[closed], at[open_hour]
+            return lambda v: v[i] + v[j]
+
+        def drawdown(v: tuple[Any, ...]) -> float:
+            equity, peak = v[eq], v[pk]
+            return 0.0 if peak <= 0.0 else 1.0 - equity / peak
+
+        gauge(names.EQUITY, field("equity"))
+        gauge(names.EQUITY_PEAK, field("peak"))
+        gauge(names.DRAWDOWN, drawdown)  # computed from equity and peak
+        gauge(names.DRAWDOWN_MAX, field("max_drawdown"))
+        gauge(names.PNL_REALIZED, field("realized"))
+        gauge(names.PNL_UNREALIZED, field("unrealized"))
+        gauge(names.POSITIONS_OPEN, field("positions"))
+        gauge(names.BAR_TIMESTAMP, field("last_ts"))
+        gauge(names.BARS, total("_c_bars", "_h_bars"))
+        gauge(names.BARS_DROPPED, field("dropped"))
+        gauge(names.TRADED_NOTIONAL, total("_c_notional", "_h_notional"))
+        gauge(names.RISK_BREACHES, total("_c_breaches", "_h_breaches"))
+        gauge(names.RISK_WARNINGS, total("_c_warnings", "_h_warnings"))
 
         def per_period(name: str, attr: str) -> None:
             spec = names.METRICS_BY_NAME[name]
+            points = [(at[f"_hour.{attr}"], {names.PERIOD_ATTRIBUTE: "1h"}),
+                      (at[f"_day.{attr}"], {names.PERIOD_ATTRIBUTE: "24h"})]
 
             def callback(options: CallbackOptions) -> Iterable[Observation]:
-                with self._lock:
-                    return [Observation(getattr(b, attr), {names.PERIOD_ATTRIBUTE: b.period})
-                            for b in (self._hour, self._day) if getattr(b, attr) is not None]
+                v = view()
+                return [Observation(v[i], attributes) for i, attributes in points
+                        if v[i] is not None]
 
             meter.create_observable_gauge(name, callbacks=[callback], unit=spec.unit,
                                           description=spec.description)
@@ -625,23 +729,110 @@ class HealthSnapshotEmitter:
         per_period(names.BUCKET_TURNOVER, "last_turnover")
         per_period(names.BUCKET_START, "last_start")
 
-    # -- state across restarts -------------------------------------------------------------
+    # -- consistent copies of the state, for other threads ------------------------------------
+    #
+    # The bar path takes no lock. Other threads (the beat saving the state, readers running
+    # the callbacks) take copies in one C call (_STATE_GET) and use one when it is whole. A
+    # copy is not whole only while a bar (or a bucket close) is under way on the bar thread;
+    # then state() asks the bar thread for a copy (_ask_for_copy) and waits for it
+    # (COPY_TIMEOUT at most). The ask costs the fast path nothing: it sets _copy_req and
+    # _hour_end = -inf, so the next bar takes the general path, which restores _hour_end
+    # and, seeing _copy_req, publishes a copy (a tuple, no I/O) at its end; a bucket close
+    # publishes one as soon as it is done. A callback never waits (it may run while the bar
+    # thread waits for the collection lock it holds): it takes the newest whole copy known
+    # and asks for a fresh one for next time.
 
-    def state(self) -> dict[str, Any]:
-        """A consistent snapshot of the state, from any thread.
-
-        The bar path takes no lock. One ``attrgetter`` call copies every field in C, where
-        no other Python thread runs in between; the copy is used when it holds whole bars:
-        a bar stores ``_writing`` first and ``last_ts`` last, and a bucket close sets
-        ``_rolling`` while it runs. Otherwise the bar thread is let to finish and it retries.
-        """
-        for attempt in range(100_000):  # no lock held: the bar thread must go on meanwhile
+    def _copy(self) -> tuple[Any, ...] | None:
+        """A whole lock-free copy, or None after COPY_TRIES copies taken mid-bar."""
+        for _ in range(COPY_TRIES):
             values = _STATE_GET(self)
             if values[0] == values[1] and not values[2]:
-                return self._state_from(dict(zip(_STATE_ATTRS, values, strict=True)))
-            # a bar (or a bucket close) is under way on the bar thread: let it finish
-            time.sleep(0 if attempt < 1000 else 0.001)
-        raise RuntimeError("ensemble-otel health: no consistent state copy")  # pragma: no cover
+                return values
+        return None
+
+    def _remember(self, values: tuple[Any, ...]) -> None:
+        """Keep a whole copy as the newest known, unless a newer one is kept already."""
+        order = _order(values)
+        with self._cache_lock:
+            if order >= self._cache_order:
+                self._cache = (values[:_KEY], values)
+                self._cache_order = order
+
+    def _publish(self) -> None:
+        """On the bar thread, between bars: answer a request for a copy."""
+        values = _STATE_GET(self)  # whole: this thread is the only one that changes it
+        self._remember(values)
+        with self._copy_cv:
+            self._copy_req = False
+            self._published = values
+            self._copy_seq += 1
+            self._copy_cv.notify_all()
+
+    def _view(self) -> tuple[Any, ...]:
+        """The copy an observable callback reads. Never waits."""
+        if self._rolling and get_ident() == self._bar_ident:
+            return self._roll_view  # the bar thread's own collection in a bucket close
+        key, values = self._cache
+        if _KEY_GET(self) == key:  # nothing changed since that copy
+            return values
+        copy = self._copy()
+        if copy is not None:
+            self._remember(copy)
+            return copy
+        self._ask_for_copy()  # the bar thread refreshes the newest known copy
+        return self._cache[1]
+
+    def _ask_for_copy(self) -> None:
+        # _copy_req first: the general path restores _hour_end before it reads _copy_req, so
+        # a request is either seen by the bar under way or sends the next bar there
+        self._copy_req = True
+        self._hour_end = -_INF
+
+    def _whole_copy(self, timeout: float) -> tuple[Any, ...]:
+        values = self._copy()
+        if values is not None:
+            self._remember(values)
+            return values
+        if get_ident() == self._bar_ident:
+            # inside a bar on its own thread (a signal handler): that bar cannot finish first
+            return self._cache[1]
+        cv = self._copy_cv
+        with cv:
+            seq = self._copy_seq
+            self._ask_for_copy()
+        deadline = time.monotonic() + timeout
+        while True:
+            # asked before this copy: if it finds a bar under way, that bar or the next one
+            # publishes (and when none follows, a later copy here is whole)
+            values = self._copy()
+            if values is not None:
+                self._remember(values)
+                return values
+            with cv:
+                if self._copy_seq == seq:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0.0:
+                        break
+                    cv.wait(min(remaining, 0.05))
+                if self._copy_seq != seq:
+                    return self._published
+        now = time.monotonic()
+        if now - self._copy_warned_at >= 60.0:
+            self._copy_warned_at = now
+            _log.warning("ensemble-otel health: a bar has been under way for over %g s; using "
+                         "the newest whole copy of the state (repeats at most once a minute)",
+                         timeout)
+        return self._cache[1]
+
+    def state(self, timeout: float = COPY_TIMEOUT) -> dict[str, Any]:
+        """A consistent snapshot of the state (whole bars only), from any thread.
+
+        Deterministic: a whole lock-free copy when no bar is under way; else the copy the
+        bar thread publishes at the end of the bar under way; if that takes over
+        ``timeout`` seconds, the newest whole copy known (never older than one returned
+        before).
+        """
+        return self._state_from(dict(zip(_STATE_ATTRS, self._whole_copy(timeout), strict=True)))
 
     def _state_from(self, v: dict[str, Any]) -> dict[str, Any]:
         hour = {k: v["_hour." + k] for k in _BUCKET_STATE}
@@ -672,14 +863,25 @@ class HealthSnapshotEmitter:
             "unwritten": [list(item) for item in v["_unwritten"]],
         }
 
-    def save_state(self, *, fsync: bool = True) -> bool:
-        """Replace the state file atomically. Fails soft (returns False, logs)."""
+    def save_state(self, *, fsync: bool = True, journal: bool = False) -> bool:
+        """Save the state. Fails soft (returns False, logs).
+
+        By default (beats, shutdown) the state file is replaced atomically (temp file,
+        fsync unless ``fsync=False``, rename) and the journal emptied; with ``journal=True``
+        (a bucket close, written ahead of its records) one line is appended to the journal
+        ``<state file>.wal`` instead: one write, no rename, no fsync.
+        """
         if not self._active or self.equity is None:
             return False
         try:
             with self._save_lock:  # copies reach the file in the order they were taken
                 state = self.state()
-                atomic_write_json(self.state_path, state, fsync=fsync)
+                self._seq += 1
+                state["seq"] = self._seq
+                if journal:
+                    self._journal.append(state)
+                else:
+                    self._journal.replace(state, fsync=fsync)
         except OSError as exc:
             now = time.monotonic()
             if now - getattr(self, "_state_error_at", -_INF) >= 60.0:
@@ -691,25 +893,72 @@ class HealthSnapshotEmitter:
         self._saved_ts = -_INF if state["last_ts"] is None else state["last_ts"]
         return True
 
-    def _restore(self) -> None:
-        """Continue from the state file; never write a bucket that is already on disk."""
-        state: dict[str, Any] | None = None
-        if self.state_path.exists():
+    def _saved_states(self) -> list[tuple[Path, dict[str, Any]]]:
+        """The valid saved states: the state file's and the journal's newest whole line.
+
+        One that cannot be read or checked is moved aside to ``<name>.corrupt`` (one error).
+        """
+        found: list[tuple[Path, dict[str, Any]]] = []
+        journal = self._journal
+        for path in (self.state_path, journal.journal_path):
             try:
-                state = read_json(self.state_path)
+                if path == self.state_path:
+                    if not path.exists():
+                        continue
+                    data = path.read_bytes()
+                else:
+                    line = journal.newest_entry()
+                    if line is None:
+                        continue
+                    data = line
+                state = read_json_line(data)
                 if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
                     raise ValueError("unknown state version")
+                if state.get("strategy_id") != self.settings.strategy_id:
+                    raise ValueError("state belongs to another strategy")
+                seq = state.get("seq", 0)
+                if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+                    raise ValueError(f"state[{'seq'!r}] = {seq!r} is not a whole number >= 0")
+                _check_state(state)
+                found.append((path, state))
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                self._set_aside(path, exc)
+        return found
+
+    def _set_aside(self, path: Path, exc: BaseException) -> None:
+        aside = path.with_name(path.name + ".corrupt")
+        _log.error("ensemble-otel health: state file %s is unreadable (%s); moved to %s, "
+                   "continuing from the records on disk", path, exc, aside.name)
+        with contextlib.suppress(OSError):
+            if path == self._journal.journal_path:
+                self._journal.set_aside()
+            else:
+                path.replace(aside)
+
+    def _restore(self) -> None:
+        """Continue from the saved state; never write a bucket that is already on disk."""
+        state: dict[str, Any] | None = None
+        saved = self._saved_states()
+        if saved:
+            path, state = max(saved, key=lambda item: int(item[1].get("seq", 0)))
+            try:
                 self._load(state)
                 self._append_unwritten(state.get("unwritten") or [])
             except (OSError, ValueError, TypeError, KeyError) as exc:
-                aside = self.state_path.with_name(self.state_path.name + ".corrupt")
-                _log.error(
-                    "ensemble-otel health: state file %s is unreadable (%s); moved to %s, "
-                    "continuing from the records on disk", self.state_path, exc, aside.name,
-                )
-                with contextlib.suppress(OSError):
-                    self.state_path.replace(aside)
+                self._set_aside(path, exc)
                 state = None
+            else:
+                self._seq = max(int(s.get("seq", 0)) for _, s in saved)
+                try:  # start with an empty journal (a torn tail is never appended to)
+                    if path == self._journal.journal_path:
+                        self._journal.replace(state)
+                    else:
+                        self._journal.truncate()
+                except OSError as exc:
+                    _log.error("ensemble-otel health: cannot write state %s: %s", path, exc)
+        if state is None and self._journal.has_entries():
+            with contextlib.suppress(OSError):
+                self._journal.truncate()
         for b in (self._hour, self._day):
             last = self._last_record(b.period)
             if last is None:
@@ -729,17 +978,20 @@ class HealthSnapshotEmitter:
         if self._hour.start > self._hour.last_written and self._h_bars > 0:
             # the open hour continues (when it is on disk already, bars take the general
             # path, which drops the late ones and closes it without writing it again)
-            self._hour_end = float(self._hour.start + 3600)
+            self._end = float(self._hour.start + 3600)
 
     def _append_unwritten(self, unwritten: list[Any]) -> None:
         """Append the records a crash kept from reaching their files (write-ahead)."""
-        for period, path, line in unwritten:
-            if period not in self._dirs or Path(path).parent != self._dirs[period]:
-                raise ValueError(f"unwritten record for {period} in {path}")
+        for period, name, line in unwritten:
             record = read_json_line(line.encode())
+            start = datetime.fromisoformat(record["ts"].replace("Z", "+00:00")).timestamp()
+            path = self._file_for(period, start) if period in self._dirs else None
+            # a file name (older versions: the path, maybe under a root since moved)
+            if path is None or Path(name).name != path.name:
+                raise ValueError(f"unwritten record for {period} in {name}")
             last = self._last_record(period)
             if last is None or last["ts"] < record["ts"]:
-                self._appender.append(Path(path), line.encode())
+                self._appender.append(path, line.encode())
                 self._appender.flush_pending()
 
     def _load(self, state: dict[str, Any]) -> None:
@@ -794,6 +1046,8 @@ class HealthSnapshotEmitter:
     def close(self) -> None:
         """Persist the open buckets (they close when a later bar arrives, maybe after a restart)."""
         self.save_state(fsync=True)
+        with self._save_lock, contextlib.suppress(OSError):
+            self._journal.close()
 
 
 _STATE_FIELDS = {  # field -> (integer, nullable)
@@ -834,6 +1088,23 @@ def _check_state(state: dict[str, Any]) -> None:
         raise ValueError("state has no 'buckets' object")
     for period, _ in PERIODS:
         _check_fields(buckets.get(period), _BUCKET_FIELDS, f"state bucket {period}")
+
+
+def read_saved_state(state_path: Path) -> dict[str, Any] | None:
+    """The newest state saved under ``state_path`` (``<root>/state/health/<strategy>.json``):
+    the file's or the newest whole line of its journal (``<file>.wal``, written at bucket
+    closes), whichever has the higher ``seq``; None when neither can be read."""
+    found = []
+    journal = JsonJournal(state_path)
+    for read in (state_path.read_bytes, journal.newest_entry):
+        try:
+            data = read()
+            state = None if data is None else read_json_line(data)
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict):
+            found.append(state)
+    return max(found, key=lambda s: s.get("seq", 0), default=None)
 
 
 def read_json_line(line: bytes) -> Any:

@@ -80,6 +80,86 @@ def read_json(path: Path) -> Any:
     return orjson.loads(path.read_bytes())
 
 
+class JsonJournal:
+    """A JSON document saved often: ``<path>`` holds a whole version (replaced atomically),
+    ``<path>.wal`` the versions saved since, one JSON line each.
+
+    ``append`` is one ``os.write`` to a descriptor opened with ``O_APPEND`` (no temp file,
+    no rename, no fsync: replacing a file costs far more, as ext4 starts writing the new
+    file's data back when it is renamed over the old one). Past ``max_bytes`` the journal
+    is compacted: the version appended replaces the file and the journal is emptied, as
+    ``replace`` does. A line torn by a crash is never taken: readers take the last whole
+    line (``newest_entry``), and the owner empties or compacts the journal on start before
+    appending again. Versions carry their own order (a sequence number): after a crash
+    between replacing the file and emptying the journal, the file is the newer.
+
+    Not thread-safe: its owner serialises the saves.
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int = 256 * 1024) -> None:
+        self.path = path
+        self.journal_path = path.with_name(path.name + ".wal")
+        self.max_bytes = max_bytes
+        self._fd = -1
+        self._size = 0
+
+    def newest_entry(self) -> bytes | None:
+        """The journal's last whole line, or None (no journal, empty, or only a torn line)."""
+        return last_line(self.journal_path)
+
+    def has_entries(self) -> bool:
+        try:
+            return self.journal_path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    def append(self, obj: Any) -> None:
+        """Add a version (one line). Raises OSError; a short write is cut back first."""
+        line = orjson.dumps(obj, option=_OPTS)
+        if self._fd < 0:
+            ensure_dir(self.journal_path.parent)
+            self._fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                               FILE_MODE)
+            self._size = os.fstat(self._fd).st_size
+        written = os.write(self._fd, line)
+        if written != len(line):
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise OSError(errno.ENOSPC, "short write", str(self.journal_path))
+        self._size += written
+        if self._size > self.max_bytes:
+            self.replace(obj, fsync=False)
+
+    def replace(self, obj: Any, *, fsync: bool = True) -> None:
+        """Make ``obj`` the file's version (atomically) and empty the journal."""
+        atomic_write_json(self.path, obj, fsync=fsync)
+        self.truncate()
+
+    def truncate(self) -> None:
+        """Empty the journal (its versions are older than the file's)."""
+        if self._fd >= 0:
+            os.ftruncate(self._fd, 0)
+        elif self.has_entries():
+            os.truncate(self.journal_path, 0)
+        self._size = 0
+
+    def set_aside(self, suffix: str = ".corrupt") -> Path:
+        """Move the journal to ``<path>.wal<suffix>`` (an unreadable one, kept for a look)."""
+        self.close(remove_empty=False)
+        aside = self.journal_path.with_name(self.journal_path.name + suffix)
+        self.journal_path.replace(aside)
+        return aside
+
+    def close(self, *, remove_empty: bool = True) -> None:
+        """Close the journal; remove it when empty (nothing newer than the file)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if remove_empty and not self.has_entries():
+            with contextlib.suppress(FileNotFoundError):
+                self.journal_path.unlink()
+
+
 def last_line(path: Path, max_bytes: int = 1 << 20) -> bytes | None:
     """The last complete line of a file (without its newline), or None."""
     try:

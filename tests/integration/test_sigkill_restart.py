@@ -94,10 +94,10 @@ def _records(root: Path, period: str) -> list[dict[str, Any]]:
 
 
 def _state(root: Path) -> dict[str, Any]:
-    try:
-        return orjson.loads((root / "state" / "health" / f"{STRATEGY}.json").read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return {}
+    """The newest saved state: the state file or its journal (written at bucket closes)."""
+    from ensemble_otel.health import read_saved_state
+
+    return read_saved_state(root / "state" / "health" / f"{STRATEGY}.json") or {}
 
 
 def _run_to_end(script: Path, root: Path) -> None:

@@ -169,3 +169,55 @@ def test_numpy_numbers_are_accepted(cap: Capture) -> None:
     assert (record["risk_breaches"], record["open_positions"], record["bars"]) == (1, 3, 2)
     with pytest.raises(BarError, match="equity"):
         cap.health.maybe_emit(at(2), equity=np.float64("nan"))
+
+
+BIG = 1e308  # finite; two of them make infinity
+
+
+def _full_bar(equity: float, notional: float) -> dict[str, Any]:
+    """Every field of its exact type (the fast path when the bar stays in the open hour)."""
+    return dict(equity=equity, realized_pnl=0.0, unrealized_pnl=0.0, traded_notional=notional,
+                risk_breaches=0, risk_warnings=0, open_positions=0)
+
+
+@pytest.mark.parametrize("path", ["fast", "general"])
+def test_traded_notional_sum_overflow_is_refused(cap: Capture, path: str) -> None:
+    """Finite increments whose sum in the hour would be infinity: the bar that would make
+    it so is refused, naming traded_notional and the rule, and nothing of it is recorded;
+    the file never gets null for traded_notional or turnover."""
+    h = cap.health
+    h.maybe_emit(at(0, 10), **_full_bar(100.0, BIG))
+    before = h.state()
+    bar = _full_bar(100.0, BIG) if path == "fast" else {"equity": 100, "traded_notional": BIG}
+    with pytest.raises(BarError) as info:
+        h.maybe_emit(at(0, 20), **bar)
+    _assert_names(info.value, "traded_notional", BIG, "running sums", "finite")
+    assert h.state() == before
+    assert cap.metric(names.TRADED_NOTIONAL).value == BIG
+    [record] = h.maybe_emit(at(1, 5), **_full_bar(100.0, 1.0))
+    assert (record["bars"], record["traded_notional"], record["turnover"]) == (1, BIG, BIG / 100)
+
+
+def test_overflow_of_the_day_and_total_sums_is_refused(cap: Capture) -> None:
+    """Each hour's sum is finite, but the day's (and the total since the first bar) would
+    not be: the bar opening the hour that would overflow them is refused, nothing closed."""
+    h = cap.health
+    h.maybe_emit(at(0, 10), equity=100.0, traded_notional=BIG)
+    with pytest.raises(BarError) as info:
+        h.maybe_emit(at(1, 10), equity=100.0, traded_notional=BIG)  # would close hour 0
+    _assert_names(info.value, "traded_notional", BIG, "running sums")
+    assert not (cap.root / "logs" / "1h").exists()  # hour 0 is still open
+    assert cap.metric(names.TRADED_NOTIONAL).value == BIG
+    [hour0] = h.maybe_emit(at(1, 20), equity=100.0, traded_notional=1.0)
+    assert hour0["traded_notional"] == BIG and hour0["bars"] == 1
+
+
+def test_turnover_overflow_is_refused(cap: Capture) -> None:
+    """A finite sum divided by a tiny equity would be an infinite turnover."""
+    h = cap.health
+    h.maybe_emit(at(0, 10), equity=100.0, traded_notional=1e300)
+    with pytest.raises(BarError) as info:
+        h.maybe_emit(at(0, 20), **_full_bar(1e-10, 0.0))  # 1e300 / 1e-10
+    _assert_names(info.value, "traded_notional", 0.0, "turnover")
+    [record] = h.maybe_emit(at(1, 5), equity=100.0)
+    assert record["turnover"] == 1e300 / 100.0 and record["bars"] == 1

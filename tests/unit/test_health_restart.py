@@ -22,7 +22,7 @@ import pytest
 from unit_support import DAY0, at, snapshot_records
 
 import ensemble_otel
-from ensemble_otel import ConfigError
+from ensemble_otel import ConfigError, health
 from ensemble_otel.contract import registry as names
 from ensemble_otel.testing import Capture, capture
 
@@ -222,6 +222,102 @@ def test_crash_replay_from_the_start_writes_each_bucket_once(root: Path) -> None
     assert all(r["bars"] == 6 for r in hours)
 
 
+# -- the state journal: bucket closes append, beats and shutdown replace ------------------------
+
+
+def _journal_path(root: Path, strategy: str = "s1") -> Path:
+    return root / "state" / "health" / f"{strategy}.json.wal"
+
+
+def _feed(cap: Capture, bars: list[tuple[float, float]]) -> None:
+    for ts, equity in bars:
+        if ts > cap.health.last_ts:  # a bot resuming after the last bar the telemetry kept
+            cap.health.maybe_emit(ts, equity=equity, traded_notional=equity / 100)
+
+
+BARS_3H = [(at(0, 10 * i), 100.0 + (i * 7) % 13) for i in range(18)]  # three hours
+BARS_6H = BARS_3H + [(at(3, 10 * i), 90.0 + (i * 5) % 11) for i in range(18)]
+
+
+def test_bucket_close_appends_to_the_journal_and_replaces_nothing(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replaced: list[str] = []
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        if "health" in str(dst):  # the heartbeat's file is replaced at every beat
+            replaced.append(str(dst))
+        real_replace(src, dst)
+
+    with run(root, heartbeat_interval=3600) as cap:
+        monkeypatch.setattr(os, "replace", replace)
+        _feed(cap, BARS_3H)
+        assert replaced == []  # two closes, no file replaced
+        lines = _journal_path(root).read_bytes().splitlines()
+        assert [orjson.loads(x)["last_ts"] for x in lines] == [at(0, 50), at(1, 50)]
+        newest = health.read_saved_state(_state_path(root))
+        assert newest is not None and newest["unwritten"] != []  # written ahead of records
+        assert newest["buckets"]["1h"]["start"] == at(2)
+    monkeypatch.undo()
+    # shutdown: the whole state in the file, the journal gone
+    assert replaced == [str(_state_path(root))]
+    assert not _journal_path(root).exists()
+    assert orjson.loads(_state_path(root).read_bytes())["last_ts"] == at(2, 50)
+
+
+@pytest.mark.parametrize("tail", ["", "torn", "stale"])
+def test_crash_resumes_from_the_journal(tmp_path: Path, tail: str) -> None:
+    """A copy of the root taken while the bot runs is what a crash leaves: the state file
+    is older than the journal. The restart continues from the journal's newest whole line
+    (a torn last line is ignored, a journal older than the file is not taken) and writes
+    the same records as an uninterrupted run."""
+    with run(tmp_path / "straight", heartbeat_interval=3600) as cap:
+        _feed(cap, BARS_6H)
+    crashed = tmp_path / "crashed"
+    with run(tmp_path / "live", heartbeat_interval=3600) as cap:
+        _feed(cap, BARS_3H[:4])
+        cap.health.save_state()  # the state file, as a beat writes it
+        _feed(cap, BARS_3H)
+        shutil.copytree(tmp_path / "live", crashed, ignore=shutil.ignore_patterns("*.lock"))
+    journal = _journal_path(crashed)
+    if tail == "torn":
+        with open(journal, "ab") as fh:
+            fh.write(b'{"version": 2, "seq": 99, "la')
+    if tail == "stale":  # crashed between replacing the file and emptying the journal
+        state = orjson.loads(_state_path(crashed).read_bytes())
+        newest = health.read_saved_state(_state_path(crashed))
+        assert newest is not None and newest["seq"] > state["seq"]
+        _state_path(crashed).write_bytes(orjson.dumps(
+            {**state, "seq": newest["seq"] + 1, "peak": 1e6}))
+    with run(crashed, heartbeat_interval=3600) as cap:
+        assert journal.read_bytes() == b""  # emptied before anything is appended
+        if tail == "stale":
+            assert cap.health.peak == 1e6  # the file was the newer
+            return
+        assert cap.health.last_ts == at(1, 50)  # the open hour's bars died with the process
+        _feed(cap, BARS_6H)
+    for period in ("1h", "24h"):
+        assert snapshot_records(crashed, period, "s1") == snapshot_records(
+            tmp_path / "straight", period, "s1"), period
+    assert not list(crashed.rglob("*.torn")) and not list(crashed.rglob("*.corrupt"))
+
+
+def test_corrupt_journal_is_set_aside(root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with run(root, heartbeat_interval=3600) as cap:
+        _feed(cap, BARS_3H)
+    _journal_path(root).write_bytes(b"not json\n")
+    caplog.set_level(logging.ERROR, logger="ensemble_otel")
+    with run(root, heartbeat_interval=3600) as cap:
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "s1.json.wal" in errors[0], errors
+        assert (_journal_path(root).with_name("s1.json.wal.corrupt").read_bytes()
+                == b"not json\n")
+        assert cap.health.last_ts == at(2, 50)  # the state file was good
+        [hour2] = cap.health.maybe_emit(at(3, 0), equity=100.0)
+    assert hour2["bars"] == 6
+
+
 # -- corrupt state -------------------------------------------------------------------------------
 
 
@@ -371,6 +467,34 @@ def test_copying_a_root_copies_the_state(tmp_path: Path) -> None:
         assert cap.metric(names.EQUITY_PEAK).value == 10.0
 
 
+def _problems(state: dict[str, Any], t0: float, equity_at: Any) -> list[str]:
+    """What is wrong with a saved state of the bar series below (a bar a minute from t0,
+    traded_notional 1.0 each, equity ``equity_at(i)`` at bar i): [] when it holds whole bars
+    (counts, sums, times and levels agree)."""
+    bad = []
+    seen = round((state["last_ts"] - t0) / 60) + 1
+    hour, day = state["buckets"]["1h"], state["buckets"]["24h"]
+    if state["total_bars"] + hour["bars"] != seen:
+        bad.append(f"bars {state['total_bars']} + {hour['bars']} != {seen}")
+    if state["total_notional"] + hour["notional"] != float(seen):
+        bad.append(f"notional {state['total_notional']} + {hour['notional']}")
+    if hour["bars"] and state["last_ts"] - hour["start"] != (hour["bars"] - 1) * 60:
+        bad.append(f"open hour {hour}")
+    if state["equity"] != equity_at(seen - 1):
+        bad.append(f"equity {state['equity']} for bar {seen}")
+    if day["bars"] + hour["bars"] != (state["last_ts"] - day["start"]) / 60 + 1 and \
+            day["bars"] + hour["bars"] > 0 and day["start"] >= 0:
+        bad.append(f"day {day['bars']} + {hour['bars']}")
+    return bad
+
+
+def _bar(i: int, t0: float, equity: float) -> tuple[float, dict[str, Any]]:
+    """Bar i, every other one on the general path (open_positions None)."""
+    return t0 + i * 60.0, dict(equity=equity, realized_pnl=0.0, unrealized_pnl=0.0,
+                               traded_notional=1.0, risk_breaches=0, risk_warnings=0,
+                               open_positions=None if i % 2 else 0)
+
+
 def test_state_saved_by_beats_during_bars_is_always_consistent(root: Path) -> None:
     """The beat thread saves the state while the bar thread runs: every saved copy must
     hold whole bars (counts, sums and times agree), never half of one."""
@@ -379,44 +503,134 @@ def test_state_saved_by_beats_during_bars_is_always_consistent(root: Path) -> No
     stop = threading.Event()
     t0 = at(0)
 
+    def equity_at(i: int) -> float:
+        return 1000.0 + i % 97
+
     def watch() -> None:
         path = _state_path(root)
         while not stop.is_set():
             try:
                 state = orjson.loads(path.read_bytes())
             except FileNotFoundError:
+                time.sleep(0.001)
                 continue
             copies.append(state)
-            seen = round((state["last_ts"] - t0) / 60) + 1
-            hour, day = state["buckets"]["1h"], state["buckets"]["24h"]
-            if state["total_bars"] + hour["bars"] != seen:
-                bad.append(f"bars {state['total_bars']} + {hour['bars']} != {seen}")
-            if state["total_notional"] + hour["notional"] != float(seen):
-                bad.append(f"notional {state['total_notional']} + {hour['notional']}")
-            if hour["bars"] and state["last_ts"] - hour["start"] != (hour["bars"] - 1) * 60:
-                bad.append(f"open hour {hour}")
-            if state["equity"] != 1000.0 + (seen - 1) % 97:
-                bad.append(f"equity {state['equity']} for bar {seen}")
-            if day["bars"] + hour["bars"] != (state["last_ts"] - day["start"]) / 60 + 1 and \
-                    day["bars"] + hour["bars"] > 0 and day["start"] >= 0:
-                bad.append(f"day {day['bars']} + {hour['bars']}")
+            bad.extend(_problems(state, t0, equity_at))
 
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
-    with run(root, heartbeat_interval=0.002) as cap:
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            for i in range(6000):  # a bar a minute for 100 hours, both bar paths
-                cap.health.maybe_emit(t0 + i * 60.0, equity=1000.0 + i % 97,
-                                      realized_pnl=0.0, unrealized_pnl=0.0,
-                                      traded_notional=1.0, risk_breaches=0,
-                                      risk_warnings=0, open_positions=None if i % 2 else 0)
-                if i % 500 == 0:
-                    time.sleep(0.01)  # let beats land mid-hour too
-        finally:
-            stop.set()
-            watcher.join()
-            sys.setswitchinterval(interval)
+    try:
+        with run(root, heartbeat_interval=0.002) as cap:
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            try:
+                for i in range(6000):  # a bar a minute for 100 hours, both bar paths
+                    ts, fields = _bar(i, t0, equity_at(i))
+                    cap.health.maybe_emit(ts, **fields)
+                    if i % 500 == 0:
+                        time.sleep(0.01)  # let beats land mid-hour too
+            finally:
+                stop.set()
+                watcher.join()
+    finally:
+        sys.setswitchinterval(interval)
     assert len(copies) > 20, "the watcher saw too few saved states to mean anything"
     assert bad == [], bad[:5]
+
+
+def test_save_state_during_a_tight_bar_loop_is_prompt_and_whole(root: Path) -> None:
+    """Bars in a tight loop on one thread while another thread saves the state again and
+    again, threads switched as often as the interpreter allows: no save is starved (each
+    gets the state of a bar boundary without waiting out the copy timeout), and every saved
+    state holds whole bars. Equity falls on every bar, so each bar deepens the drawdown
+    (a call inside the bar: a point where the interpreter may switch threads mid-bar)."""
+    t0 = at(0)
+    saves: list[tuple[float, dict[str, Any]]] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def equity_at(i: int) -> float:
+        return 1_000_000.0 - i
+
+    def saver(cap: Capture) -> None:
+        path = _state_path(root)
+        try:
+            while not stop.is_set():
+                began = time.monotonic()
+                assert cap.health.save_state(fsync=False)
+                took = time.monotonic() - began
+                saves.append((took, orjson.loads(path.read_bytes())))
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    with run(root, heartbeat_interval=3600) as cap:
+        ts, fields = _bar(0, t0, equity_at(0))
+        cap.health.maybe_emit(ts, **fields)
+        thread = threading.Thread(target=saver, args=(cap,))
+        sys.setswitchinterval(1e-6)
+        try:
+            thread.start()
+            for i in range(1, 20_000):  # 333 hours: bucket closes too
+                ts, fields = _bar(i, t0, equity_at(i))
+                cap.health.maybe_emit(ts, **fields)
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+            sys.setswitchinterval(interval)
+        assert not thread.is_alive(), "a save never returned"
+        final = cap.health.state()
+    assert errors == []
+    assert len(saves) > 20, "too few saves to mean anything"
+    problems = [p for _, state in saves for p in _problems(state, t0, equity_at)]
+    assert problems == [], problems[:5]
+    # bounded: a save waits COPY_TIMEOUT at most for the bar thread's copy (the bound here
+    # is generous for a busy machine; a starving copy loop took minutes), and the saved
+    # copies follow the bars (never an older one after a newer one)
+    assert max(took for took, _ in saves) < 10 * health.COPY_TIMEOUT
+    stamps = [state["last_ts"] for _, state in saves]
+    assert stamps == sorted(stamps) and len(set(stamps)) > 10
+    assert final["last_ts"] == t0 + 19_999 * 60.0
+
+
+def test_state_during_a_stalled_bucket_close_is_the_last_whole_state(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bucket close that stalls (here its collection blocks) on the bar thread: state()
+    on another thread waits at most its timeout and returns the newest whole state (the
+    bars before the close), never half a close; the observable callbacks do not wait at
+    all and read that same state; once the close is done, copies hold it."""
+    with run(root) as cap:
+        h = cap.health
+        h.maybe_emit(at(0, 10), equity=100.0, traded_notional=1.0)
+        h.maybe_emit(at(0, 20), equity=110.0, traded_notional=2.0)
+        before = h.state()
+        entered, release = threading.Event(), threading.Event()
+        collect = h._reader.get_metrics_data
+
+        def stalled() -> Any:
+            entered.set()
+            release.wait(60)
+            return collect()
+
+        monkeypatch.setattr(h._reader, "get_metrics_data", stalled)
+        closed: list[list[dict[str, Any]]] = []
+        bar_thread = threading.Thread(
+            target=lambda: closed.append(h.maybe_emit(at(1, 5), equity=120.0)))
+        bar_thread.start()
+        try:
+            assert entered.wait(60)
+            during = h.state(timeout=0.2)
+            # a reader's collection meanwhile: the callbacks read the last whole state
+            assert cap.metric(names.BARS).value == 2
+            assert cap.metric(names.EQUITY).value == 110.0
+            assert cap.metric(names.TRADED_NOTIONAL).value == 3.0
+        finally:
+            release.set()
+            bar_thread.join(60)
+        monkeypatch.undo()
+        after = h.state()
+    assert during == before
+    assert [r["ts"] for r in closed[0]] == ["2024-03-01T00:00:00Z"]
+    assert (after["total_bars"], after["buckets"]["1h"]["bars"]) == (2, 1)
+    assert after["equity"] == 120.0 and after["last_ts"] == at(1, 5)

@@ -17,6 +17,7 @@ from unit_support import at, read_jsonl, snapshot_records
 
 from ensemble_otel import jsonl
 from ensemble_otel.jsonl import (
+    JsonJournal,
     JsonlAppender,
     atomic_write_json,
     dumps_line,
@@ -397,3 +398,54 @@ def test_whole_root_full_reports_each_failure_once(
     assert len(starts) == 29 and starts == sorted(set(starts))
     assert not list(root.rglob("*.torn"))
     assert not [p for p in root.rglob("*.tmp")]
+
+
+# -- the state journal ------------------------------------------------------------------------
+
+
+def test_journal_appends_lines_and_compacts_into_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "s.json"
+    journal = JsonJournal(path, max_bytes=250)  # lines of 69 bytes
+    journal.append({"seq": 1, "pad": "x" * 50})
+    journal.append({"seq": 2, "pad": "x" * 50})
+    assert not path.exists()  # appends never touch the file
+    assert [orjson.loads(x)["seq"] for x in journal.journal_path.read_bytes().splitlines()] == [
+        1, 2]
+    assert journal.newest_entry() == orjson.dumps({"seq": 2, "pad": "x" * 50})
+    journal.append({"seq": 3, "pad": "x" * 50})
+    journal.append({"seq": 4, "pad": "x" * 50})  # past 250 bytes: compacted
+    assert orjson.loads(path.read_bytes())["seq"] == 4
+    assert journal.journal_path.read_bytes() == b"" and journal.newest_entry() is None
+    journal.append({"seq": 5})
+    assert journal.newest_entry() == b'{"seq":5}'
+    journal.replace({"seq": 6})
+    assert orjson.loads(path.read_bytes()) == {"seq": 6} and not journal.has_entries()
+    journal.close()
+    assert not journal.journal_path.exists()  # empty: removed
+    for p in (path, path.parent):
+        assert stat.S_IMODE(p.stat().st_mode) == (0o640 if p.is_file() else 0o750)
+
+
+def test_journal_torn_tail_is_never_read(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    journal = JsonJournal(path)
+    journal.append({"seq": 1})
+    journal.close(remove_empty=False)
+    with open(journal.journal_path, "ab") as fh:
+        fh.write(b'{"seq": 2, "pa')  # a crash in the middle of a line
+    assert JsonJournal(path).newest_entry() == b'{"seq":1}'
+
+
+def test_journal_short_write_is_cut_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    disk = Disk(lambda p: p.endswith(".wal"))
+    disk.short = True
+    monkeypatch.setattr(os, "write", disk.write)
+    journal = JsonJournal(tmp_path / "s.json")
+    journal.append({"seq": 1})
+    disk.full = True
+    with pytest.raises(OSError):
+        journal.append({"seq": 2, "pad": "x" * 100})
+    disk.full = False
+    journal.append({"seq": 3})
+    journal.close()
+    assert journal.journal_path.read_bytes() == b'{"seq":1}\n{"seq":3}\n'
