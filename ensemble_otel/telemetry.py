@@ -169,10 +169,18 @@ def _protocol(signal: str) -> str:
             env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc").strip().lower()
 
 
+def _quiet_grpc() -> None:
+    """gRPC's C core writes INFO lines to stderr past the logging filters (one per collector
+    restart: "Got goaway"); errors only, unless the bot chose a verbosity. Read when gRPC
+    starts, so before the exporter's import."""
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
 def _otlp_metric_exporter(settings: Settings) -> MetricExporter:
     """The SDK's OTLP exporter; it reads OTEL_EXPORTER_OTLP_* (headers, TLS, timeouts) itself."""
     kwargs: dict[str, Any] = {}
     if _protocol("METRICS") == "grpc":
+        _quiet_grpc()
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
         if settings.otlp_endpoint:
@@ -190,6 +198,7 @@ def _otlp_metric_exporter(settings: Settings) -> MetricExporter:
 def _otlp_log_exporter(settings: Settings) -> Any:
     kwargs: dict[str, Any] = {}
     if _protocol("LOGS") == "grpc":
+        _quiet_grpc()
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
         if settings.otlp_endpoint:

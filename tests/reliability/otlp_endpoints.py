@@ -127,10 +127,16 @@ class SlowHttp(Endpoint):
         super().__init__(port)
         self.delay = delay
         self._release = threading.Event()  # set at exit: handlers still waiting answer now
+        self._connections: list[socket.socket] = []
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            protocol_version = "HTTP/1.1"  # keep-alive: the exporter reuses its connection
+
+            def setup(self) -> None:
+                super().setup()
+                with endpoint._lock:
+                    endpoint._connections.append(self.connection)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -166,6 +172,10 @@ class SlowHttp(Endpoint):
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        with self._lock:  # kept-alive connections end with the server, as a process's would
+            for conn in self._connections:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
 
 
 class SlowGrpc(Endpoint):
@@ -205,8 +215,9 @@ class SlowGrpc(Endpoint):
         return self
 
     def __exit__(self, *exc: object) -> None:
+        stopped = self._server.stop(grace=None)  # calls under way are aborted, as in a crash
         self._release.set()
-        self._server.stop(grace=None).wait(5)
+        stopped.wait(5)
 
 
 def slow(protocol: str, delay: float, port: int | None = None) -> Endpoint:

@@ -6,7 +6,9 @@ a burst of 2500 events (more than the OTLP log queue holds, 2048). OTLP metrics 
 to a loopback endpoint that refuses connections, black-holes them (accepts, never answers)
 or is slow (answers after 1 s, five export intervals), over gRPC and over HTTP/protobuf,
 with a 200 ms export interval. The same bot with OTLP off, measured in the same session,
-is the baseline.
+is the baseline. A last case restarts a healthy collector mid-run (its connections dropped,
+the port refusing for 0.7 s): export resumes, and nothing but the one warning reaches stderr
+(gRPC's own "Got goaway" lines included).
 
 Asserted for each: per-bar latency comparable to OTLP off (median within 1.5x, plus 3 us for
 timer and cache noise on a few-microsecond call) and no bar, no ``emit()`` above 50 ms (an
@@ -20,18 +22,20 @@ else on stderr; shutdown returns. The strict 1.2x target is bench/outage_latency
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
-from otlp_endpoints import BlackHole, Endpoint, Refusing, slow
+from otlp_endpoints import BlackHole, Endpoint, Refusing, free_port, slow
 from outage_support import PROTOCOLS, Run, otlp_env, run_paced
 from reliability_support import STRATEGY, read_lines, records
 
 from ensemble_otel.telemetry import EXPORT_WARNINGS
 
-BOT = {"bars": "1000", "pace": "0.002", "event_every": "10", "burst": "2500"}
+BOT = {"bars": "1000", "pace": "0.002", "event_every": "10", "burst": "2500", "beat": "1"}
 BARS, EVERY, BURST = 1000, 10, 2500
 TIMEOUT_S = 1.0  # OTEL_EXPORTER_OTLP_TIMEOUT
 SLOW_DELAY_S = 1.0  # the slow endpoint answers after this (the exporter waits 3 s for it)
@@ -131,3 +135,46 @@ def test_outage_leaves_the_bot_and_its_files_alone(
     # shutdown waits for the exporters, within their timeouts
     assert t["shutdown_ms"] <= SHUTDOWN_CEILING_S * 1000, (
         f"{run.label}: shutdown took {t['shutdown_ms'] / 1000:.1f} s")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=lambda p: p.split("/")[0])
+def test_collector_restart_mid_run(baseline: Run, protocol: str, tmp_path: Path) -> None:
+    port = free_port()
+    servers: list[Endpoint] = []
+    done = threading.Event()
+
+    def collector() -> None:
+        # up from before the bot starts, answering in 0.3 s: an export is under way when it
+        # stops (gRPC then logs the GOAWAY it gets, in its C core)
+        with slow(protocol, 0.3, port) as first:
+            servers.append(first)
+            time.sleep(1.0)
+        time.sleep(0.7)  # down: the port refuses
+        with slow(protocol, 0.0, port) as second:  # back until the bot has shut down
+            servers.append(second)
+            done.wait(120)
+
+    thread = threading.Thread(target=collector, daemon=True)
+    thread.start()
+    try:
+        run = run_paced(tmp_path / "root", f"restart {protocol}",
+                        otlp_env(f"http://127.0.0.1:{port}", protocol, timeout_s=TIMEOUT_S),
+                        **{**BOT, "bars": "1500"})
+    finally:
+        done.set()
+        thread.join(timeout=30)
+    assert run.returncode == 0, run.stderr[-3000:]
+    first, second = servers
+    assert first.requests["/v1/metrics"] >= 1, "the collector was not up before the restart"
+    assert second.requests["/v1/metrics"] >= 1 and second.requests["/v1/logs"] >= 1, (
+        f"export did not resume after the restart: {second.requests}")
+    for kind in ("quiet", "closing"):
+        assert run.stat(kind, -1) <= CEILING_MS * 1000, (kind, run.stat(kind, -1))
+    assert run.stat("emit", -1) <= CEILING_MS * 1000
+    warnings = run.warnings()
+    assert len(warnings) <= 1, warnings
+    other = [line for line in run.stderr.splitlines() if line.strip() and line not in warnings]
+    assert other == [], f"unexpected stderr: {other[:20]}"
+    events = _events(run.root)
+    assert [e["bar"] for e in events if e["event"] == "bar_done"] == list(range(0, 1500, EVERY))
+    assert len(records(run.root, "1h")) == math.floor((1500 - 1) * 600 / 3600)
