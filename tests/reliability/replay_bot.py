@@ -5,7 +5,9 @@ from the state file or the records) and continues with the next bar of the same 
 so a run killed at any moment and restarted yields the same records as one run. Settings
 come from the environment (PAPER_TRADING_ROOT, ENSEMBLE_STRATEGY_ID, OTEL_*); BOT_BARS,
 BOT_STEP (seconds between bars), BOT_BEAT (heartbeat interval) and BOT_EVENT_EVERY shape
-the run. With BOT_TIMINGS=path the per-bar call times (ns) and RSS are written there.
+the run; BOT_LAZY=1 makes each bar when it is due instead of all before the first (a long
+series then starts at once). With BOT_TIMINGS=path the per-bar call times (ns) and RSS are
+written there.
 """
 
 from __future__ import annotations
@@ -54,14 +56,16 @@ def main() -> int:
     health = telemetry.health
     last = health.last_ts
     start = 0 if last == -math.inf else round((last - T0) / step) + 1
-    series = [bar(i) for i in range(start, bars)]
+    lazy = os.environ.get("BOT_LAZY", "") == "1"
+    series = [] if lazy else [bar(i) for i in range(start, bars)]
     times: list[int] = []
     closing: list[int] = []
     rss_start = rss_kb()
     clock = time.perf_counter_ns
     for n, i in enumerate(range(start, bars)):
         t0 = clock()
-        written = health.maybe_emit(T0 + i * step, **series[n])  # type: ignore[arg-type]
+        values = bar(i) if lazy else series[n]
+        written = health.maybe_emit(T0 + i * step, **values)  # type: ignore[arg-type]
         elapsed = clock() - t0
         (closing if written else times).append(elapsed)
         if i % every == 0:
