@@ -125,7 +125,8 @@ class JsonJournal:
         if written != len(line):
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._size)
-            raise OSError(errno.ENOSPC, "short write", str(self.journal_path))
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (short write)",
+                          str(self.journal_path))
         self._size += written
         if self._size > self.max_bytes:
             self.replace(obj, fsync=False)
