@@ -10,7 +10,7 @@ heartbeat file is valid JSON. At the end the bot runs to the end of the series a
 record must equal an uninterrupted run's. Prints the counts and every violation; exits 1
 when there was one.
 
-    .venv/bin/python bench/soak_sigkill.py [--kills 300] [--bars 400000] [--window 0.02 0.4]
+    .venv/bin/python bench/soak_sigkill.py [--kills 300] [--bars 1000000] [--window 0.02 0.4]
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _violations(root: Path) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kills", type=int, default=300)
-    parser.add_argument("--bars", type=int, default=400_000, help="10-minute bars in the series")
+    parser.add_argument("--bars", type=int, default=1_000_000, help="10-minute bars in the series")
     parser.add_argument("--window", type=float, nargs=2, default=(0.020, 0.400),
                         metavar=("MIN", "MAX"), help="kill this many seconds after the start")
     parser.add_argument("--seed", type=int, default=20240101)
