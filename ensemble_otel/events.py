@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import logging
 import re
 import time
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 from opentelemetry._logs import Logger, SeverityNumber
+from opentelemetry.context import get_current
 
 from ensemble_otel.errors import EventError
 from ensemble_otel.jsonl import JsonlAppender
@@ -18,11 +22,12 @@ from ensemble_otel.settings import Settings
 
 EVENT_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,127}")
 RESERVED = ("ts", "event", "strategy_id", "schema_version")
-_RESERVED = frozenset(RESERVED)
-_PLAIN = frozenset((str, int, bool, type(None)))  # values that are always valid JSON
 _NAMES_KEPT = 4096  # event names already checked (a bot uses a handful)
-_DIGITS3 = tuple(f"{i:03d}" for i in range(1000))  # microseconds as two table look-ups
+_D3 = tuple(f"{i:03d}" for i in range(1000))  # microseconds as two table look-ups
+_D3Z = tuple(f"{i:03d}Z" for i in range(1000))
+_NULL = b"null"  # orjson writes NaN and infinity as null
 _OPTS = orjson.OPT_APPEND_NEWLINE
+_dumps = orjson.dumps
 
 
 class EventLog:
@@ -38,54 +43,49 @@ class EventLog:
     ) -> None:
         self.settings = settings
         self._appender = appender
+        self._append = appender.append
         self._logger = logger
         self._dir: Path = settings.root / "logs" / "events" / settings.strategy_id
-        self._meta = {
-            "strategy_id": settings.strategy_id,
-            "schema_version": settings.schema_version,
-        }
+        self._sid = settings.strategy_id
+        self._sv = settings.schema_version
+        # where a record's fields start in its line, at the earliest (escaping only
+        # lengthens): a NaN written as null can only be found from there
+        self._fields_at = len(_dumps({"ts": "0" * 27, "event": "", "strategy_id": self._sid,
+                                      "schema_version": self._sv})) - 1
         self.active = True  # False in a forked child that must not write the parent's files
         self._names: set[str] = set()
-        self._second = -1  # the wall-clock second of the last event ...
-        self._prefix = ""  # ... as "YYYY-MM-DDTHH:MM:SS"
-        self._path = self._dir
+        # the wall-clock second of the last event: (its first microsecond, its date and time
+        # as "YYYY-MM-DDTHH:MM:SS.", the day's file), replaced whole once a second
+        self._clock: tuple[int, str, Path] = (-(10**18), "", self._dir)
 
     def emit(self, event: str, /, **fields: Any) -> dict[str, Any]:
         """Write one event; return the record. Raises :class:`EventError` on bad input."""
         if type(event) is not str or event not in self._names:
             self._check_name(event)
-        if fields:
-            if not _RESERVED.isdisjoint(fields):
-                key = next(k for k in RESERVED if k in fields)
-                raise EventError(key, fields[key], "is set by ensemble-otel; use another name")
-            for value in fields.values():
-                kind = type(value)
-                if kind is float:
-                    if value - value != 0.0:
-                        self._refuse_non_finite(fields)
-                elif kind not in _PLAIN and not _finite(value):
-                    self._refuse_non_finite(fields)
-        now = time.time()
-        micros = int(now * 1e6)
-        second, micros = divmod(micros, 1_000_000)
-        if second != self._second:  # format the date and time once a second
-            self._prefix = datetime.fromtimestamp(second, tz=timezone.utc).strftime(
-                "%Y-%m-%dT%H:%M:%S.")
-            self._path = self._dir / f"{self._prefix[:10]}.jsonl"
-            self._second = second
-        ts = self._prefix + _DIGITS3[micros // 1000] + _DIGITS3[micros % 1000] + "Z"
-        record = {"ts": ts, "event": event, **self._meta, **fields}
+        ns = time.time_ns()
+        start, prefix, path = self._clock
+        micros = ns // 1000 - start
+        if not 0 <= micros < 1_000_000:  # a new second: format the date and time once
+            start, prefix, path = self._clock = self._second(ns // 1000)
+            micros = ns // 1000 - start
+        record = {"ts": prefix + _D3[micros // 1000] + _D3Z[micros % 1000], "event": event,
+                  "strategy_id": self._sid, "schema_version": self._sv, **fields}
+        if len(record) != len(fields) + 4:  # a field named like the metadata replaced it
+            key = next(k for k in RESERVED if k in fields)
+            raise EventError(key, fields[key], "is set by ensemble-otel; use another name")
         try:
-            line = orjson.dumps(record, option=_OPTS)
+            line = _dumps(record, option=_OPTS)
         except TypeError as exc:
             bad = _first_unserialisable(fields)
             raise EventError(bad, fields.get(bad), f"must be JSON-serialisable ({exc})") from None
+        if line.find(_NULL, self._fields_at) >= 0:  # None, or NaN/infinity written as null
+            self._refuse_non_finite(fields)
         if not self.active:
             return record
-        self._appender.append(self._path, line)
+        self._append(path, line)
         if self._logger is not None:
             self._logger.emit(
-                timestamp=int(now * 1e9),
+                timestamp=ns,
                 severity_number=SeverityNumber.INFO,
                 severity_text="INFO",
                 body=_otel_value(fields),
@@ -94,6 +94,10 @@ class EventLog:
             )
         return record
 
+    def _second(self, micros: int) -> tuple[int, str, Path]:
+        second = micros // 1_000_000
+        prefix = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        return second * 1_000_000, prefix, self._dir / f"{prefix[:10]}.jsonl"
 
     def _check_name(self, event: object) -> None:
         if not isinstance(event, str) or not EVENT_NAME_RE.fullmatch(event):
@@ -109,12 +113,17 @@ class EventLog:
 
 
 def _finite(value: Any) -> bool:
-    if type(value) is float:
+    """False when ``value`` holds a NaN or an infinity anywhere orjson would write it."""
+    if isinstance(value, float):
         return value - value == 0.0
     if isinstance(value, dict):
         return all(_finite(v) for v in value.values())
     if isinstance(value, (list, tuple)):
         return all(_finite(v) for v in value)
+    if isinstance(value, enum.Enum):
+        return _finite(value.value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return all(_finite(getattr(value, f.name)) for f in dataclasses.fields(value))
     return True
 
 
@@ -138,10 +147,81 @@ def _otel_value(value: Any) -> Any:
     return orjson.dumps(value).decode()
 
 
+_SEVERITY_BANDS = (SeverityNumber.DEBUG, SeverityNumber.INFO, SeverityNumber.WARN,
+                   SeverityNumber.ERROR, SeverityNumber.FATAL)
+_SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}  # the OTel names of these two
+_ATTRIBUTE_TYPES = (str, bool, int, float)
+# what a logging.LogRecord always carries; anything else came from ``extra=``
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "taskName"}
+
+
+def severity(levelno: int) -> SeverityNumber:
+    """The OTel severity of a stdlib level: DEBUG 10 -> DEBUG, INFO 20 -> INFO, WARNING 30 ->
+    WARN, ERROR 40 -> ERROR, CRITICAL 50 -> FATAL; levels in between take the band's 2-4."""
+    if levelno < logging.DEBUG:
+        return SeverityNumber.UNSPECIFIED
+    band = min(levelno // 10, 5) - 1
+    return SeverityNumber(_SEVERITY_BANDS[band].value + min(levelno - (band + 1) * 10, 3))
+
+
+class OtelLoggingHandler(logging.Handler):
+    """Sends stdlib ``logging`` records to OTel logs through ``logger_provider``.
+
+    One OTel logger per stdlib logger name (the instrumentation scope); body = the formatted
+    message (the handler's formatter when one is set, else the message with its arguments);
+    severity from the level; attributes ``code.file.path``, ``code.function.name``,
+    ``code.line.number``, ``exception.type``/``message``/``stacktrace`` when the record has
+    exception info, and the record's ``extra`` fields. Records of the ``opentelemetry``
+    loggers are not sent (an exporter failing to send would feed itself).
+    """
+
+    def __init__(self, logger_provider: Any, level: int = logging.NOTSET) -> None:
+        super().__init__(level=level)
+        self._provider = logger_provider
+        self._loggers: dict[str, Logger] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("opentelemetry"):
+            return
+        try:
+            logger = self._loggers.get(record.name)
+            if logger is None:
+                logger = self._loggers[record.name] = self._provider.get_logger(record.name)
+            body = self.format(record) if self.formatter is not None else record.getMessage()
+            logger.emit(
+                timestamp=int(record.created * 1e9),
+                observed_timestamp=time.time_ns(),
+                context=get_current(),
+                severity_number=severity(record.levelno),
+                severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
+                body=body,
+                attributes=_log_attributes(record),
+            )
+        except Exception:
+            self.handleError(record)
+
+
+def _log_attributes(record: logging.LogRecord) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "code.file.path": record.pathname,
+        "code.function.name": record.funcName,
+        "code.line.number": record.lineno,
+    }
+    for key, value in vars(record).items():
+        if key not in _RECORD_FIELDS:
+            attributes[key] = value if isinstance(value, _ATTRIBUTE_TYPES) else repr(value)
+    if record.exc_info and record.exc_info[0] is not None:
+        kind, exc, tb = record.exc_info
+        attributes["exception.type"] = kind.__qualname__
+        attributes["exception.message"] = str(exc)
+        attributes["exception.stacktrace"] = "".join(
+            traceback.format_exception(kind, exc, tb))
+    return attributes
+
+
 def bridge_stdlib_logging(logger_provider: Any, level: int = logging.INFO) -> logging.Handler:
     """Send the bot's stdlib ``logging`` records to OTel logs (opt-in)."""
-    from opentelemetry.sdk._logs import LoggingHandler
-
-    handler = LoggingHandler(level=level, logger_provider=logger_provider)
+    handler = OtelLoggingHandler(logger_provider, level=level)
     logging.getLogger().addHandler(handler)
     return handler

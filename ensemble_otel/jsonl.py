@@ -260,27 +260,49 @@ class JsonlAppender:
         # line returns a short count (O_APPEND: the part is the file's tail, cut it off).
         written = os.write(fd, line)
         if written != len(line):
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, os.fstat(fd).st_size - written)
-            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (short write)",
-                          str(path))
+            self._cut(fd, written, path)
+
+    @staticmethod
+    def _cut(fd: int, written: int, path: Path) -> None:
+        """Remove the part of a line a short write left at the end of the file; raise."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, os.fstat(fd).st_size - written)
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (short write)", str(path))
 
     def append(self, path: Path, line: bytes) -> bool:
         """Append one line (bytes ending in a newline). Never raises ``OSError``."""
-        with self._lock:
-            if not self._pending:  # the usual case: straight to the file
+        lock = self._lock
+        lock.acquire()  # cheaper than a with block on the path every event takes
+        try:
+            last, fd = self._last
+            if path is last and not self._pending:  # the usual case: straight to the file
                 try:
-                    self._write_line(path, line)
+                    written = os.write(fd, line)
+                    if written == len(line):
+                        return True
+                    self._cut(fd, written, path)
                 except OSError as exc:
                     self._pending.append((path, line))
                     self._report(path, exc)
                     return False
-                return True
-            self._pending.append((path, line))
-            if len(self._pending) > MAX_PENDING_LINES:
-                self._pending.popleft()
-                self._dropped += 1
-            return self._flush_locked()
+            return self._append_locked(path, line)
+        finally:
+            lock.release()
+
+    def _append_locked(self, path: Path, line: bytes) -> bool:
+        if not self._pending:  # another file than the last one: open it, or find it open
+            try:
+                self._write_line(path, line)
+            except OSError as exc:
+                self._pending.append((path, line))
+                self._report(path, exc)
+                return False
+            return True
+        self._pending.append((path, line))
+        if len(self._pending) > MAX_PENDING_LINES:
+            self._pending.popleft()
+            self._dropped += 1
+        return self._flush_locked()
 
     def flush_pending(self) -> bool:
         """Write the lines held back by an earlier failure; True when none is left."""
