@@ -40,14 +40,25 @@ def dumps_line(record: dict[str, Any]) -> bytes:
 
 
 def ensure_dir(path: Path) -> None:
-    """Create ``path`` and its parents with mode 0750 (existing directories are left as is)."""
+    """Create ``path`` and its missing parents with mode 0750, whatever the umask; existing
+    directories are left as they are. The process umask is never changed (other threads
+    create files meanwhile)."""
     if path.is_dir():
         return
-    old = os.umask(0o027)
-    try:
-        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    finally:
-        os.umask(old)
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, DIR_MODE)
+        except FileExistsError:
+            if not directory.is_dir():  # a file (or a dangling link) in the way
+                raise
+            continue  # made meanwhile by another thread or process: left as it is
+        os.chmod(directory, DIR_MODE)  # mkdir applied the umask
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:

@@ -98,6 +98,36 @@ def test_modes(tmp_path: Path) -> None:
         assert stat.S_IMODE(d.stat().st_mode) == 0o750, d
 
 
+@pytest.mark.parametrize("umask", [0o077, 0o000, 0o022])
+def test_directories_are_0750_whatever_the_umask_which_is_never_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask: int
+) -> None:
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o700)
+    existing.chmod(0o700)
+    old = os.umask(umask)
+    try:
+        def no_umask(mask: int) -> int:
+            raise AssertionError("the process umask was changed")
+
+        monkeypatch.setattr(os, "umask", no_umask)
+        jsonl.ensure_dir(existing / "a" / "b" / "c")
+        jsonl.ensure_dir(existing / "a" / "b" / "c")  # all there: nothing to do
+        jsonl.ensure_dir(existing / "a" / "d")
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o700  # not created here: left as it is
+    for d in ("a", "a/b", "a/b/c", "a/d"):
+        assert stat.S_IMODE((existing / d).stat().st_mode) == 0o750, d
+
+
+def test_ensure_dir_refuses_a_file_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "logs").write_text("a file where a directory should be")
+    with pytest.raises(OSError):
+        jsonl.ensure_dir(tmp_path / "logs" / "events")
+
+
 def test_every_file_and_directory_under_the_root(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
