@@ -117,6 +117,48 @@ def views() -> list[View]:
     return out
 
 
+class OnceMeterProvider(MeterProvider):
+    """A ``MeterProvider`` whose shutdown runs once; later calls do nothing.
+
+    ``configure()`` makes it the global meter provider, and a bot or a framework may shut
+    the global provider down itself (an ``atexit`` handler of its own, say) before
+    :meth:`Telemetry.shutdown` does: the SDK would then log "shutdown can only be called
+    once" at exit. Its own ``atexit`` handler is off (``shutdown_on_exit=False``).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(shutdown_on_exit=False, **kwargs)
+        self._shut = threading.Lock()
+        self.is_shut_down = False
+
+    def shutdown(self, timeout_millis: float = 30_000) -> None:
+        with self._shut:
+            if self.is_shut_down:
+                return
+            self.is_shut_down = True
+        super().shutdown(timeout_millis=timeout_millis)
+
+
+def _once_logger_provider(resource: Resource) -> Any:
+    """A ``LoggerProvider`` whose shutdown runs once (see :class:`OnceMeterProvider`)."""
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    class OnceLoggerProvider(LoggerProvider):
+        def __init__(self) -> None:
+            super().__init__(resource=resource, shutdown_on_exit=False)
+            self._shut = threading.Lock()
+            self.is_shut_down = False
+
+        def shutdown(self) -> None:
+            with self._shut:
+                if self.is_shut_down:
+                    return
+                self.is_shut_down = True
+            super().shutdown()
+
+    return OnceLoggerProvider()
+
+
 class GuardedExporter(MetricExporter):
     """Wraps a network exporter: inert in a forked child, failures logged once per interval."""
 
@@ -317,22 +359,21 @@ class Telemetry:
             readers.append(PeriodicExportingMetricReader(
                 guarded, export_interval_millis=settings.metric_export_interval * 1000))
         readers.extend(metric_readers)
-        self.meter_provider = MeterProvider(
-            metric_readers=readers, resource=self.resource, views=views(),
-            shutdown_on_exit=False)  # Telemetry.shutdown runs at exit, once, in order
+        # Telemetry.shutdown runs at exit, once, in order (not the SDK's atexit handlers)
+        self.meter_provider = OnceMeterProvider(
+            metric_readers=readers, resource=self.resource, views=views())
         meter = self.meter_provider.get_meter(SCOPE)
         self.heartbeat.observe(meter)
 
         self.logger_provider: Any = None
         exporters = list(log_exporters)
         if settings.otlp_logs or exporters:
-            from opentelemetry.sdk._logs import LoggerProvider
             from opentelemetry.sdk._logs.export import (
                 BatchLogRecordProcessor,
                 SimpleLogRecordProcessor,
             )
 
-            self.logger_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
+            self.logger_provider = _once_logger_provider(self.resource)
             if settings.otlp_logs:
                 self.logger_provider.add_log_record_processor(
                     BatchLogRecordProcessor(_otlp_log_exporter(settings)))

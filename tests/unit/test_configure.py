@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
 import sys
@@ -177,3 +178,72 @@ def test_a_failed_start_leaves_no_thread_no_beat_and_no_lock(
     assert ensemble_otel.get_telemetry() is None
     monkeypatch.undo()
     assert isinstance(ensemble_otel.configure(root=root, strategy_id="s1"), Telemetry)
+
+
+QUIET_EXIT = textwrap.dedent(
+    """
+    import atexit
+    import sys
+    import ensemble_otel
+    from opentelemetry import _logs, metrics
+
+    root, how = sys.argv[1], sys.argv[2]
+    telemetry = ensemble_otel.configure(root=root, strategy_id="exiter")
+    telemetry.health.maybe_emit(1_700_000_000, equity=100.0)
+    telemetry.events.emit("about_to_exit", n=1)
+
+    def shut_globals():  # what a bot or a framework may do with the global providers
+        metrics.get_meter_provider().shutdown()
+        _logs.get_logger_provider().shutdown()
+
+    if how == "shutdown":
+        ensemble_otel.shutdown()
+    elif how == "globals at exit":  # registered last: runs before ensemble-otel's own
+        atexit.register(shut_globals)
+    elif how == "globals now":
+        shut_globals()
+    """
+)
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint on loopback that takes everything (an empty response body is
+    an export response without errors)."""
+
+    paths: list[str] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.paths.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("how", ["exit", "shutdown", "globals at exit", "globals now"])
+def test_a_bot_that_configures_and_exits_prints_nothing(root: Path, how: str) -> None:
+    """Nothing on stderr at exit, however the providers get shut down (our shutdown at exit,
+    an explicit one, or the bot shutting the global providers down itself, before ours):
+    the SDK's provider shutdown runs once."""
+    _Collector.paths = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENSEMBLE_", "OTEL_"))}
+    env.update(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
+               OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
+    try:
+        done = subprocess.run([sys.executable, "-c", QUIET_EXIT, str(root), how],
+                              capture_output=True, text=True, env=env, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    beat = orjson.loads((root / "logs" / "heartbeat" / "exiter.json").read_bytes())
+    assert beat["state"] == "stopped"
+    assert {"/v1/metrics", "/v1/logs"} <= set(_Collector.paths)  # OTLP was really on
