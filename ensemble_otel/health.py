@@ -2,10 +2,11 @@
 
 A bar updates plain in-memory state (no SDK call, no I/O). Observable instruments read
 that state when a reader collects. When a bar opens a later hour (or day), the closing
-bucket's record is built from a collection of those same instruments, appended to its
-JSONL file, and the state file is replaced, so a restart continues where the last one
-stopped: peak equity and max drawdown are never reset, a bucket on disk is never written
-twice.
+bucket's record is built from a collection of those same instruments and appended to its
+JSONL file, after the state that names it (written ahead: one line appended to the state
+journal; beats and shutdown replace the state file), so a restart continues where the last
+one stopped: peak equity and max drawdown are never reset, a bucket on disk is never
+written twice.
 
 Definitions (per strategy, in bar time):
 
@@ -22,7 +23,8 @@ field of its exact type (float, or int for the counts) takes a fast path of a fe
 anything else (other numeric types, None, a late bar, the bar that opens a new hour, a
 forked child) takes the general path, which validates field by field, rolls the buckets
 and applies the bar the same way. Per bar only the open hour accumulates; the day bucket
-and the totals take the hour's sums when it closes (observers read closed + open).
+and the totals take the hour's sums when it closes (observers read closed + open). The bar
+path takes no lock; other threads read whole copies of the state (see state()).
 """
 
 from __future__ import annotations

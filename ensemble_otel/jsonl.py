@@ -46,7 +46,7 @@ def ensure_dir(path: Path) -> None:
     if path.is_dir():
         return
     missing = []
-    while not path.is_dir():
+    while not path.exists():  # up to the first that exists (a file there: mkdir says so)
         missing.append(path)
         if path.parent == path:
             break
