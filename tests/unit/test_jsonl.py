@@ -124,8 +124,9 @@ def test_directories_are_0750_whatever_the_umask_which_is_never_changed(
 
 def test_ensure_dir_refuses_a_file_in_the_way(tmp_path: Path) -> None:
     (tmp_path / "logs").write_text("a file where a directory should be")
-    with pytest.raises(OSError):
-        jsonl.ensure_dir(tmp_path / "logs" / "events")
+    with pytest.raises(NotADirectoryError) as info:
+        jsonl.ensure_dir(tmp_path / "logs" / "events" / "s1")
+    assert info.value.filename == str(tmp_path / "logs" / "events")
 
 
 def test_every_file_and_directory_under_the_root(tmp_path: Path) -> None:
