@@ -550,6 +550,9 @@ class HealthSnapshotEmitter:
         hour_start = int(t // 3600) * 3600
         day_start = int(t // 86400) * 86400
         self._bar_ident = get_ident()
+        # the state before the close, whole (no bar is under way): what other threads read
+        # while the close runs, which in an hourly replay is most of the bar thread's time
+        self._remember(_STATE_GET(self))
         # a copy taken between the fold and the record's append (or its prev_close) would
         # lose the record or mix two hours: _rolling marks it as not whole (see state())
         self._rolling = True
@@ -670,15 +673,41 @@ class HealthSnapshotEmitter:
 
     def _observe(self, meter: Meter) -> None:
         """Observable instruments; their callbacks run on the collecting reader's thread and
-        read one whole copy of the state (see :meth:`_view`), never half of a bar."""
-        view = self._view
+        read whole copies of the state (see :meth:`_view`), never half of a bar.
+
+        A collection runs the callbacks one after the other, in the order they were made,
+        on one thread (the SDK holds its collection lock throughout): the first takes a
+        copy and the others read that same copy, so one collection is one snapshot. Called
+        in any other order, each callback takes its own whole copy.
+        """
         at = _AT
         eq, pk = at["equity"], at["peak"]
+        snapshot: list[Any] = [(), -1, 0]  # the copy, the index of the next callback, thread
+        count = [0]
+
+        def ordered_view() -> Any:
+            index = count[0]
+            count[0] += 1
+
+            def view() -> tuple[Any, ...]:
+                ident = get_ident()
+                if index == 0:
+                    copy = self._view()
+                    snapshot[:] = [copy, 1, ident]
+                    return copy
+                if snapshot[1] == index and snapshot[2] == ident:
+                    snapshot[1] = index + 1
+                    return snapshot[0]  # type: ignore[no-any-return]
+                snapshot[1] = -1
+                return self._view()
+
+            return view
 
         def gauge(name: str, read: Any) -> None:
             spec = names.METRICS_BY_NAME[name]
             create = (meter.create_observable_counter if spec.instrument == "observable_counter"
                       else meter.create_observable_gauge)
+            view = ordered_view()
 
             def callback(options: CallbackOptions) -> Iterable[Observation]:
                 v = view()
@@ -718,6 +747,7 @@ class HealthSnapshotEmitter:
             spec = names.METRICS_BY_NAME[name]
             points = [(at[f"_hour.{attr}"], {names.PERIOD_ATTRIBUTE: "1h"}),
                       (at[f"_day.{attr}"], {names.PERIOD_ATTRIBUTE: "24h"})]
+            view = ordered_view()
 
             def callback(options: CallbackOptions) -> Iterable[Observation]:
                 v = view()

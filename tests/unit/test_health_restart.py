@@ -634,3 +634,50 @@ def test_state_during_a_stalled_bucket_close_is_the_last_whole_state(
     assert [r["ts"] for r in closed[0]] == ["2024-03-01T00:00:00Z"]
     assert (after["total_bars"], after["buckets"]["1h"]["bars"]) == (2, 1)
     assert after["equity"] == 120.0 and after["last_ts"] == at(1, 5)
+
+
+def test_one_collection_reads_one_bar_while_bars_arrive(root: Path) -> None:
+    """A reader collecting on its own thread while bars arrive in a tight loop: within one
+    collection every instrument comes from the same bar (counts, sums, levels and the bar
+    time agree), even with threads switched as often as the interpreter allows."""
+    t0 = at(0)
+    bad: list[str] = []
+    seen: list[float] = []
+    stop = threading.Event()
+
+    def equity_at(i: int) -> float:
+        return 1000.0 + (i * 37) % 101
+
+    def reader(cap: Capture) -> None:
+        while not stop.is_set():
+            points = {(p.name, p.attributes.get(names.PERIOD_ATTRIBUTE)): p.value
+                      for p in cap.collect()}
+            if (names.BAR_TIMESTAMP, None) not in points:
+                continue  # no whole copy since the first bar yet: nothing observed
+            ts = points[(names.BAR_TIMESTAMP, None)]
+            i = round((ts - t0) / 60)
+            seen.append(ts)
+            got = (points[(names.BARS, None)], points[(names.TRADED_NOTIONAL, None)],
+                   points[(names.EQUITY, None)], points[(names.DRAWDOWN, None)])
+            peak = points[(names.EQUITY_PEAK, None)]
+            want = (i + 1, float(i + 1), equity_at(i), 1.0 - equity_at(i) / peak)
+            if got != want or peak != max(equity_at(k) for k in range(i + 1)):
+                bad.append(f"bar {i}: {got} != {want}, peak {peak}")
+
+    interval = sys.getswitchinterval()
+    with run(root, heartbeat_interval=3600) as cap:
+        ts, fields = _bar(0, t0, equity_at(0))
+        cap.health.maybe_emit(ts, **fields)
+        thread = threading.Thread(target=reader, args=(cap,))
+        sys.setswitchinterval(1e-6)
+        try:
+            thread.start()
+            for i in range(1, 6000):  # bucket closes too (their own collections)
+                ts, fields = _bar(i, t0, equity_at(i))
+                cap.health.maybe_emit(ts, **fields)
+        finally:
+            stop.set()
+            thread.join(60)
+            sys.setswitchinterval(interval)
+    assert len(seen) > 10 and len(set(seen)) > 5, "too few collections to mean anything"
+    assert bad == [], bad[:5]
