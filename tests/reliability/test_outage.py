@@ -5,18 +5,19 @@ heartbeat threads run between them) with an event every 10 bars and, a tenth of 
 a burst of 2500 events (more than the OTLP log queue holds, 2048). OTLP metrics and logs go
 to a loopback endpoint that refuses connections, black-holes them (accepts, never answers)
 or is slow (answers after 1 s, five export intervals), over gRPC and over HTTP/protobuf,
-with a 200 ms export interval. The same bot with OTLP off, measured in the same session,
-is the baseline. A last case restarts a healthy collector mid-run (its connections dropped,
-the port refusing for 0.7 s): export resumes, and nothing but the one warning reaches stderr
-(gRPC's own "Got goaway" lines included).
+with a 200 ms export interval. The same bot with OTLP off, run just before each kind of
+outage, is the baseline. A last case restarts a healthy collector mid-run (its connections
+dropped, the port refusing for 0.7 s): export resumes, and nothing but the one warning
+reaches stderr (gRPC's own "Got goaway" lines included).
 
-Asserted for each: per-bar latency comparable to OTLP off (median within 1.5x, plus 3 us for
-timer and cache noise on a few-microsecond call) and no bar, no ``emit()`` above 50 ms (an
-export blocks for its 1 s timeout: a bar that waited for one would take far longer); RSS
-bounded; every hourly and daily record present and equal to the baseline's, every event
-line there and parseable, the heartbeat file valid; at most one export warning per
-warning interval (60 s, fixed in ensemble_otel.telemetry: one per run here) and nothing
-else on stderr; shutdown returns. The strict 1.2x target is bench/outage_latency.py's.
+Asserted for each: per-bar latency comparable to OTLP off (median within 1.5x, plus 5 us: a
+bar that closes nothing takes 5-20 us here, after a sleep, as other load comes and goes)
+and no bar, no ``emit()`` above 50 ms (an export blocks for its 1 s timeout: a bar that
+waited for one would take far longer); RSS bounded; every hourly and daily record present
+and equal to the baseline's, every event line there and parseable, the heartbeat file
+valid; at most one export warning per warning interval (60 s, fixed in
+ensemble_otel.telemetry: one per run here) and nothing else on stderr; shutdown returns.
+The strict 1.2x target is bench/outage_latency.py's.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -40,19 +41,28 @@ BARS, EVERY, BURST = 1000, 10, 2500
 TIMEOUT_S = 1.0  # OTEL_EXPORTER_OTLP_TIMEOUT
 SLOW_DELAY_S = 1.0  # the slow endpoint answers after this (the exporter waits 3 s for it)
 MEDIAN_RATIO = 1.5
-MEDIAN_SLACK_US = 3.0
+MEDIAN_SLACK_US = 5.0
 CEILING_MS = 50.0
 RSS_GROWTH_MB = 16.0  # after a quarter of the run; the full log queue is ~2 MB
 SHUTDOWN_CEILING_S = 15.0
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    root = tmp_path_factory.mktemp("outage") / "off"
-    run = run_paced(root, "OTLP off", otlp_env(None), **BOT)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stderr.strip() == "", run.stderr[-3000:]
-    return run
+def baselines(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Run]:
+    """The OTLP-off run for a kind of outage, made before its first case (both protocols'
+    cases follow at once: a change in the machine's load between them stays small)."""
+    made: dict[str, Run] = {}
+
+    def baseline(kind: str) -> Run:
+        if kind not in made:
+            root = tmp_path_factory.mktemp("outage") / f"off-{kind}"
+            run = run_paced(root, "OTLP off", otlp_env(None), **BOT)
+            assert run.returncode == 0, run.stderr[-3000:]
+            assert run.stderr.strip() == "", run.stderr[-3000:]
+            made[kind] = run
+        return made[kind]
+
+    return baseline
 
 
 def _endpoint(kind: str, protocol: str) -> Endpoint:
@@ -65,14 +75,17 @@ def _endpoint(kind: str, protocol: str) -> Endpoint:
 
 @pytest.fixture(params=[(k, p) for k in ("refusing", "black-hole", "slow") for p in PROTOCOLS],
                 ids=lambda kp: f"{kp[0]}-{kp[1].split('/')[0]}")
-def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Run, Endpoint]]:
+def outage(
+    request: pytest.FixtureRequest, tmp_path: Path, baselines: Callable[[str], Run]
+) -> Iterator[tuple[Run, Endpoint, Run]]:
     kind, protocol = request.param
+    baseline = baselines(kind)
     with _endpoint(kind, protocol) as endpoint:
         timeout = 3 * SLOW_DELAY_S if kind == "slow" else TIMEOUT_S
         run = run_paced(tmp_path / "root", f"{kind} {protocol}",
                         otlp_env(endpoint.url, protocol, interval_ms=200, timeout_s=timeout),
                         **BOT)
-        yield run, endpoint
+        yield run, endpoint, baseline
 
 
 def _events(root: Path) -> list[dict[str, object]]:
@@ -82,10 +95,8 @@ def _events(root: Path) -> list[dict[str, object]]:
     return out
 
 
-def test_outage_leaves_the_bot_and_its_files_alone(
-    baseline: Run, outage: tuple[Run, Endpoint]
-) -> None:
-    run, endpoint = outage
+def test_outage_leaves_the_bot_and_its_files_alone(outage: tuple[Run, Endpoint, Run]) -> None:
+    run, endpoint, baseline = outage
     assert run.returncode == 0, run.stderr[-3000:]
     t = run.timings
     assert len(t["quiet"]) + len(t["closing"]) == BARS
@@ -138,7 +149,7 @@ def test_outage_leaves_the_bot_and_its_files_alone(
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS, ids=lambda p: p.split("/")[0])
-def test_collector_restart_mid_run(baseline: Run, protocol: str, tmp_path: Path) -> None:
+def test_collector_restart_mid_run(protocol: str, tmp_path: Path) -> None:
     port = free_port()
     servers: list[Endpoint] = []
     done = threading.Event()
