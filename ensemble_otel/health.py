@@ -269,7 +269,7 @@ class HealthSnapshotEmitter:
         self._copy_cv = threading.Condition(threading.Lock())
         self._copy_seq = 0
         self._published: tuple[Any, ...] = ()
-        self._bar_ident = -1  # the thread of the last bucket close
+        self._bar_ident = get_ident()  # the bar thread: the last to close a bucket
         self._roll_view: tuple[Any, ...] = ()  # what the bar thread's own collection reads
         self._cache_lock = threading.Lock()
         self._copy_warned_at = -_INF
