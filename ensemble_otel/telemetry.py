@@ -432,9 +432,10 @@ class Telemetry:
             notify.notify("STOPPING=1")
         self.health.close()
         self.health.active = False  # a bar after shutdown records nothing: the lock goes
+        deadline = time.monotonic() + timeout_millis / 1000.0
         self.meter_provider.shutdown(timeout_millis=timeout_millis)
         if self.logger_provider is not None:
-            self.logger_provider.shutdown()
+            self._shutdown_logs(max(0.0, deadline - time.monotonic()))
         if self._bridge is not None:
             logging.getLogger().removeHandler(self._bridge)
         self.events.active = False
@@ -443,6 +444,22 @@ class Telemetry:
         self.heartbeat.write(time.time(), "stopped")
         if self.heartbeat.active:
             self._lock.release()
+
+
+    def _shutdown_logs(self, seconds: float) -> None:
+        """Flush the log pipeline within what is left of the shutdown timeout.
+
+        The SDK's log provider takes no timeout (its batch processor waits up to 30 s per
+        export): against a collector that never answers, a bot would hang at exit. The
+        files are already complete; unsent log records are dropped with one warning.
+        """
+        worker = threading.Thread(target=self.logger_provider.shutdown,
+                                  name="ensemble-otel-log-shutdown", daemon=True)
+        worker.start()
+        worker.join(seconds)
+        if worker.is_alive():
+            _log.warning("ensemble-otel: OTLP log export did not finish within the shutdown "
+                         "timeout; unsent log records are dropped (the JSONL files are complete)")
 
 
 class _NoopHealth:
