@@ -451,13 +451,14 @@ class Telemetry:
 
         The SDK's log provider takes no timeout (its batch processor waits up to 30 s per
         export): against a collector that never answers, a bot would hang at exit. The
-        files are already complete; unsent log records are dropped with one warning.
+        files are already complete; unsent log records are dropped with one warning (within
+        the one-export-warning-per-interval budget).
         """
         worker = threading.Thread(target=self.logger_provider.shutdown,
                                   name="ensemble-otel-log-shutdown", daemon=True)
         worker.start()
         worker.join(seconds)
-        if worker.is_alive():
+        if worker.is_alive() and EXPORT_WARNINGS.allow() is not None:
             _log.warning("ensemble-otel: OTLP log export did not finish within the shutdown "
                          "timeout; unsent log records are dropped (the JSONL files are complete)")
 

