@@ -1,8 +1,9 @@
 """SIGKILL at random moments: nothing torn, nothing written twice, drawdown carries on.
 
-A bot replays a fixed bar series (``replay_bot.py``), is killed with SIGKILL 20-200 ms
-after it starts (during imports, start-up, bars, bucket closes, state and heartbeat
-writes), restarts from where its state says, again and again; then it runs to the end.
+A bot replays a fixed bar series (``replay_bot.py``), is killed with SIGKILL, every other
+time 20-200 ms after it is spawned (imports, start-up) and otherwise 5-150 ms after its
+start-up beat is on disk (bars, bucket closes, state and heartbeat writes, whatever the
+machine's load), restarts from where its state says, again and again; then it runs to the end.
 The records must equal those of one uninterrupted run of the same series.
 """
 
@@ -30,6 +31,20 @@ def _check_heartbeat(root: Path) -> None:
             "starting", "running", "stopping", "stopped"), beat
 
 
+def _wait_for_start_up(root: Path, pid: int, timeout: float = 30.0) -> None:
+    """Until this process's start-up beat is on disk (configure() has returned)."""
+    path = root / "logs" / "heartbeat" / f"{STRATEGY}.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if orjson.loads(path.read_bytes()).get("pid") == pid:
+                return
+        except (OSError, orjson.JSONDecodeError):
+            pass
+        time.sleep(0.002)
+    raise AssertionError(f"no start-up heartbeat from pid {pid} within {timeout} s")
+
+
 def _check_monotonic(recs: list[dict[str, object]], period: str) -> None:
     starts = [r["ts"] for r in recs]
     assert len(starts) == len(set(starts)), f"{period}: a bucket written twice"
@@ -48,9 +63,13 @@ def test_sigkill_at_random_moments_leaves_whole_files_and_continues(tmp_path: Pa
     root = tmp_path / "killed"
     rng = random.Random(20240101)
     progressed = 0
-    for _ in range(KILLS):
+    for kill in range(KILLS):
         proc = start_bot(root, BOT_BARS=BARS, BOT_BEAT="0.05")
-        time.sleep(rng.uniform(0.020, 0.200))
+        if kill % 2:  # from the spawn: imports, start-up, the first bars
+            time.sleep(rng.uniform(0.020, 0.200))
+        else:  # after the start-up beat, whatever the machine's load: bars and closes
+            _wait_for_start_up(root, proc.pid)
+            time.sleep(rng.uniform(0.005, 0.150))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         proc.stdout.close()  # type: ignore[union-attr]
