@@ -161,15 +161,9 @@ def _init_tracing(resource: Any) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-                or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc").strip().lower()
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[assignment]
-            OTLPSpanExporter,
-        )
+    from ensemble_otel.telemetry import otlp_exporter
+
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(
-        _ParentOnlySpanExporter(OTLPSpanExporter())))  # type: ignore[arg-type]
+        _ParentOnlySpanExporter(otlp_exporter("TRACES"))))  # type: ignore[arg-type]
     trace.set_tracer_provider(provider)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import importlib
 import logging
 import os
 import threading
@@ -218,41 +219,34 @@ def _quiet_grpc() -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
-def _otlp_metric_exporter(settings: Settings) -> MetricExporter:
-    """The SDK's OTLP exporter; it reads OTEL_EXPORTER_OTLP_* (headers, TLS, timeouts) itself."""
-    kwargs: dict[str, Any] = {}
-    if _protocol("METRICS") == "grpc":
+# (signal, grpc?) -> (module, class) of the SDK's OTLP exporters, imported only when used
+_OTLP_EXPORTERS: dict[tuple[str, bool], tuple[str, str]] = {
+    ("METRICS", True): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
+                        "OTLPMetricExporter"),
+    ("METRICS", False): ("opentelemetry.exporter.otlp.proto.http.metric_exporter",
+                         "OTLPMetricExporter"),
+    ("LOGS", True): ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "OTLPLogExporter"),
+    ("LOGS", False): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
+    ("TRACES", True): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+                       "OTLPSpanExporter"),
+    ("TRACES", False): ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                        "OTLPSpanExporter"),
+}
+
+
+def otlp_exporter(signal: str, endpoint: str | None = None) -> Any:
+    """The SDK's OTLP exporter for ``signal`` (METRICS, LOGS, TRACES) and the configured
+    protocol; it reads OTEL_EXPORTER_OTLP_* (headers, TLS, timeouts) itself. An explicit
+    ``endpoint`` is the collector's base URL (the HTTP signal path is added here)."""
+    grpc = _protocol(signal) == "grpc"
+    if grpc:
         _quiet_grpc()
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-        if settings.otlp_endpoint:
-            kwargs["endpoint"] = settings.otlp_endpoint
-        return OTLPMetricExporter(**kwargs)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-        OTLPMetricExporter as HttpExporter,
-    )
-
-    if settings.otlp_endpoint:
-        kwargs["endpoint"] = settings.otlp_endpoint.rstrip("/") + "/v1/metrics"
-    return HttpExporter(**kwargs)
-
-
-def _otlp_log_exporter(settings: Settings) -> Any:
+    module, name = _OTLP_EXPORTERS[(signal, grpc)]
     kwargs: dict[str, Any] = {}
-    if _protocol("LOGS") == "grpc":
-        _quiet_grpc()
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-
-        if settings.otlp_endpoint:
-            kwargs["endpoint"] = settings.otlp_endpoint
-        return OTLPLogExporter(**kwargs)
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import (
-        OTLPLogExporter as HttpLogExporter,
-    )
-
-    if settings.otlp_endpoint:
-        kwargs["endpoint"] = settings.otlp_endpoint.rstrip("/") + "/v1/logs"
-    return HttpLogExporter(**kwargs)
+    if endpoint:
+        kwargs["endpoint"] = (endpoint if grpc else
+                              f"{endpoint.rstrip('/')}/v1/{signal.lower()}")
+    return getattr(importlib.import_module(module), name)(**kwargs)
 
 
 class _StrategyLock:
@@ -354,7 +348,7 @@ class Telemetry:
         if settings.otlp_metrics or settings.otlp_logs:
             limit_export_warnings()
         if settings.otlp_metrics:
-            guarded = GuardedExporter(_otlp_metric_exporter(settings))
+            guarded = GuardedExporter(otlp_exporter("METRICS", settings.otlp_endpoint))
             self._guarded.append(guarded)
             readers.append(PeriodicExportingMetricReader(
                 guarded, export_interval_millis=settings.metric_export_interval * 1000))
@@ -376,7 +370,7 @@ class Telemetry:
             self.logger_provider = _once_logger_provider(self.resource)
             if settings.otlp_logs:
                 self.logger_provider.add_log_record_processor(
-                    BatchLogRecordProcessor(_otlp_log_exporter(settings)))
+                    BatchLogRecordProcessor(otlp_exporter("LOGS", settings.otlp_endpoint)))
             for exporter in exporters:
                 self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
         self._bridge = None
