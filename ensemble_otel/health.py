@@ -237,14 +237,28 @@ class HealthSnapshotEmitter:
         "unrealized",
     )
 
+    def __new__(cls, settings: Settings | None = None, **kwargs: Any) -> Any:
+        # ``HealthSnapshotEmitter()`` (or with configure() keywords, e.g. strategy_id=...):
+        # the emitter of this process's telemetry, configured on first use, so PAPER_TRADING_ROOT
+        # and the strategy settings resolve exactly as configure() resolves them.
+        if settings is None:
+            import ensemble_otel
+
+            return ensemble_otel.configure(**kwargs).health
+        return super().__new__(cls)
+
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | None = None,
         *,
-        meter: Meter,
-        snapshot_reader: InMemoryMetricReader,
-        appender: JsonlAppender,
+        meter: Meter | None = None,
+        snapshot_reader: InMemoryMetricReader | None = None,
+        appender: JsonlAppender | None = None,
+        **overrides: Any,
     ) -> None:
+        if settings is None:  # returned ready-made by __new__: nothing to build again
+            return
+        assert meter is not None and snapshot_reader is not None and appender is not None
         self.settings = settings
         self._reader = snapshot_reader
         self._appender = appender

@@ -247,3 +247,24 @@ def test_a_bot_that_configures_and_exits_prints_nothing(root: Path, how: str) ->
     beat = orjson.loads((root / "logs" / "heartbeat" / "exiter.json").read_bytes())
     assert beat["state"] == "stopped"
     assert {"/v1/metrics", "/v1/logs"} <= set(_Collector.paths)  # OTLP was really on
+
+
+def test_health_snapshot_emitter_made_directly_is_the_configured_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``HealthSnapshotEmitter()`` resolves PAPER_TRADING_ROOT and the settings via configure()."""
+    from ensemble_otel.health import HealthSnapshotEmitter
+
+    monkeypatch.setenv("PAPER_TRADING_ROOT", str(tmp_path))
+    monkeypatch.setenv("ENSEMBLE_STRATEGY_ID", "direct")
+    emitter = HealthSnapshotEmitter()
+    assert emitter is HealthSnapshotEmitter()
+    telemetry = ensemble_otel.get_telemetry()
+    assert telemetry is not None and emitter is telemetry.health
+    emitter.maybe_emit(3600.0, equity=100.0)
+    [record] = emitter.maybe_emit(7200.0, equity=110.0)
+    assert record["strategy_id"] == "direct" and record["equity"] == 100.0
+    assert (tmp_path / "logs" / "1h" / "health_snapshot" / "direct" / "1970-01-01.jsonl").exists()
+    with pytest.raises(ensemble_otel.ConfigError):
+        HealthSnapshotEmitter(strategy_id="other")  # configured already, other settings
+    ensemble_otel.shutdown()
