@@ -90,17 +90,21 @@ def best_ns_per_op(
     for i in range(repeat):
         if setup is not None:
             setup(i)
-        gc_was = gc.isenabled()
-        gc.disable()
-        try:
-            t0 = time.perf_counter_ns()
-            run(number)
-            elapsed = time.perf_counter_ns() - t0
-        finally:
-            if gc_was:
-                gc.enable()
-        best = min(best, elapsed / number)
+        best = min(best, _timed(run, number) / number)
     return best
+
+
+def _timed(run: Callable[[int], None], number: int) -> int:
+    """Nanoseconds of ``run(number)`` with the garbage collector off."""
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter_ns()
+        run(number)
+        return time.perf_counter_ns() - t0
+    finally:
+        if gc_was:
+            gc.enable()
 
 
 def interleaved(
@@ -113,16 +117,7 @@ def interleaved(
         for name, run in runs.items():
             if setup is not None:
                 setup(name, i)
-            gc_was = gc.isenabled()
-            gc.disable()
-            try:
-                t0 = time.perf_counter_ns()
-                run(number)
-                elapsed = time.perf_counter_ns() - t0
-            finally:
-                if gc_was:
-                    gc.enable()
-            best[name] = min(best[name], elapsed / number)
+            best[name] = min(best[name], _timed(run, number) / number)
     return best
 
 
