@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # subcommand -> module exposing `register(subparsers) -> None`; the parser it adds sets
 # `func(args) -> int` as its default. Modules are imported only when their command runs.
@@ -15,6 +15,22 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("ensemble_otel.report.cli", "write a self-contained HTML report"),
     "demo": ("ensemble_otel.demo.cli", "replay real market data through a paper bot"),
 }
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` for whole numbers >= ``minimum`` (the error says the rule)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number >= {minimum} (got {text!r})")
+        return value
+
+    return parse
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

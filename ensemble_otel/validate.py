@@ -27,6 +27,7 @@ from typing import Any, TextIO
 import orjson
 
 from ensemble_otel._validate_engine import Report, validate
+from ensemble_otel.cli import int_at_least
 
 __all__ = ["Report", "main", "register", "run", "validate"]
 
@@ -57,29 +58,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                              "cross-record rules")
     parser.add_argument("--format", choices=("text", "json"), default="text",
                         help="output format (default: text)")
-    parser.add_argument("--max-errors", type=_non_negative, default=DEFAULT_MAX_ERRORS,
+    parser.add_argument("--max-errors", type=int_at_least(0), default=DEFAULT_MAX_ERRORS,
                         metavar="N",
                         help=f"show at most N violations (default {DEFAULT_MAX_ERRORS}, "
                              "0: all); the rest are counted")
-    parser.add_argument("--jobs", type=_positive, default=None, metavar="N",
+    parser.add_argument("--jobs", type=int_at_least(1), default=None, metavar="N",
                         help="worker processes for large inputs (default: the usable cores)")
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {text!r})") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {text!r})")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be an integer >= 1 (got '0')")
-    return value
 
 
 def register(subparsers: Any) -> None:

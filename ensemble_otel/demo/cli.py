@@ -33,21 +33,12 @@ from types import FrameType
 from typing import Any, TextIO
 
 import ensemble_otel
+from ensemble_otel.cli import int_at_least
 from ensemble_otel.contract.registry import RECORD_KINDS
 from ensemble_otel.demo.bot import PROFILES, PaperBot, RunResult, iso
 from ensemble_otel.demo.data import DATASETS, load_bars
 
 MARKER_SUFFIX = ".demo"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (got {text!r})") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (got {text!r})")
-    return value
 
 
 def _speed(text: str) -> float:
@@ -73,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--speed", type=_speed, default=None, metavar="X",
                         help="pace the replay at X bar-seconds per wall second (3600: one "
                              "bar-hour a second); default: as fast as possible")
-    parser.add_argument("--bars", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--bars", type=int_at_least(1), default=None, metavar="N",
                         help="replay only the first N bars")
     parser.add_argument("--root", default=None,
                         help="PAPER_TRADING_ROOT (default: env, else ./paper_trading_outputs)")
