@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import DEPLOY, REPO, load_yaml, require_binary
+from deploy_support import DEPLOY, REPO, load_yaml
+from integration_gate import require_binary
 
 COMPOSE_DIR = DEPLOY / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "compose.yaml"

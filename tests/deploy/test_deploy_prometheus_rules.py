@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from deploy_queries import RULES, matcher_labels, rule_queries, selectors
-from deploy_support import DEPLOY, load_yaml, require_binary
+from deploy_support import DEPLOY, load_yaml
+from integration_gate import require_binary
 
 from ensemble_otel.contract.registry import (
     HEARTBEAT_TIMESTAMP,

@@ -14,7 +14,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from deploy_support import DEPLOY, require_binary
+from deploy_support import DEPLOY
+from integration_gate import require_binary
 
 from ensemble_otel.settings import DEFAULT_HEARTBEAT_INTERVAL
 

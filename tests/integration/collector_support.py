@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -37,8 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 import yaml
+from integration_gate import integration_required as integration_required
+from integration_gate import missing as missing
+from integration_gate import require_binary as require_binary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_DIR = REPO_ROOT / "collector"
@@ -54,32 +55,6 @@ T = TypeVar("T")
 
 
 # --- small helpers ------------------------------------------------------------------------
-
-
-def integration_required() -> bool:
-    """True when ENSEMBLE_REQUIRE_INTEGRATION=1: a missing component then fails, never skips."""
-    return os.environ.get("ENSEMBLE_REQUIRE_INTEGRATION", "").strip() == "1"
-
-
-def require_binary(path_or_name: str | Path, how_to_get: str) -> str:
-    """The absolute path of an executable, given as a path or a name looked up on PATH.
-
-    When it is missing the test is skipped with ``how_to_get`` as the reason, or fails
-    with that message when ENSEMBLE_REQUIRE_INTEGRATION=1.
-    """
-    text = str(path_or_name)
-    found: str | None
-    if os.sep in text:
-        path = Path(text)
-        found = str(path.resolve()) if path.is_file() and os.access(path, os.X_OK) else None
-    else:
-        found = shutil.which(text)
-    if found is None:
-        message = f"{text} not found: {how_to_get}"
-        if integration_required():
-            pytest.fail(message + " (required: ENSEMBLE_REQUIRE_INTEGRATION=1)", pytrace=False)
-        pytest.skip(message)
-    return found
 
 
 def free_port() -> int:

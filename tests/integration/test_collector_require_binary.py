@@ -10,7 +10,7 @@ SUPPORT_DIR = Path(__file__).resolve().parent
 
 TEST = """
 import sys
-sys.path.insert(0, {support!r})
+sys.path[:0] = [{support!r}, {tests!r}]  # collector_support, and the integration_gate it uses
 from collector_support import require_binary
 
 def test_needs_missing_tool():
@@ -26,7 +26,8 @@ def test_needs_present_tool():
 def test_missing_binary(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
                         target: str, required: str, outcome: str) -> None:
     monkeypatch.setenv("ENSEMBLE_REQUIRE_INTEGRATION", required)
-    pytester.makepyfile(TEST.format(support=str(SUPPORT_DIR), target=target))
+    pytester.makepyfile(TEST.format(support=str(SUPPORT_DIR), tests=str(SUPPORT_DIR.parent),
+                                     target=target))
     result = pytester.runpytest_subprocess("-rfs", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, **{outcome: 1})
     result.stdout.fnmatch_lines([f"*{target} not found: install it with the frobnicate package*"])

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from collector_support import integration_required, require_binary
+from integration_gate import missing, require_binary
 
 from ensemble_otel.report import write_report
 from ensemble_otel.report.charts import CHARTS
@@ -63,10 +63,7 @@ def chromium() -> Iterator[Any]:
 
         from ensemble_otel.report.headless import Chromium
     except ImportError as exc:
-        message = f"websocket-client missing ({exc}): pip install -e '.[dev]'"
-        if integration_required():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing(f"websocket-client missing ({exc}): pip install -e '.[dev]'")
     with Chromium(binary, timeout=120.0) as browser:
         yield browser
 

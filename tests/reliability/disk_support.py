@@ -2,7 +2,7 @@
 
 Mounting needs root (``mount -t tmpfs``). Without it the tests skip, naming the reason;
 with ENSEMBLE_REQUIRE_INTEGRATION=1 (CI) they fail instead, like every other missing
-component (the rule is ``collector_support.integration_required``).
+component (the rule is tests/integration_gate.py's).
 """
 
 from __future__ import annotations
@@ -19,22 +19,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from integration_gate import missing
 from reliability_support import bot_env
 
 HERE = Path(__file__).resolve().parent
 DRIVEN_BOT = HERE / "driven_bot.py"
-sys.path.insert(0, str(HERE.parent / "integration"))
-from collector_support import integration_required  # noqa: E402 (after the path above)
 
 
 def require(ok: bool, reason: str) -> None:
     """Skip with ``reason`` unless ``ok``; fail instead under ENSEMBLE_REQUIRE_INTEGRATION=1."""
-    if ok:
-        return
-    if integration_required():
-        pytest.fail(f"{reason} (required: ENSEMBLE_REQUIRE_INTEGRATION=1)", pytrace=False)
-    pytest.skip(reason)
+    if not ok:
+        missing(reason)
 
 
 @contextlib.contextmanager

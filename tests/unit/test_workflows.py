@@ -7,17 +7,16 @@ The schema check uses check-jsonschema's built-in copy of the schema (no network
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
+from integration_gate import require_binary
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.y*ml"))
@@ -26,31 +25,13 @@ CI = REPO / ".github" / "workflows" / "ci.yml"
 REQUIRE_INTEGRATION = os.environ.get("ENSEMBLE_REQUIRE_INTEGRATION", "").strip() == "1"
 
 
-def _support() -> ModuleType:
-    """tests/integration/collector_support.py, home of the shared ``require_binary``."""
-    name = "collector_support"  # the name the integration tests import it by
-    if name in sys.modules:
-        return sys.modules[name]
-    path = REPO / "tests" / "integration" / "collector_support.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while it executes
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
 @pytest.fixture
 def actionlint(monkeypatch: pytest.MonkeyPatch) -> str:
     local = REPO / ".tools" / "bin" / "actionlint"
     name: str | Path = local if local.exists() or not shutil.which("actionlint") else "actionlint"
     if REQUIRE_INTEGRATION:
         monkeypatch.setenv("ENSEMBLE_REQUIRE_INTEGRATION", "1")
-    found: str = _support().require_binary(name, "run `make tools` (scripts/install-tools.sh)")
+    found: str = require_binary(name, "run `make tools` (scripts/install-tools.sh)")
     return found
 
 
