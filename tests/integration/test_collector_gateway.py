@@ -1,5 +1,8 @@
 """The gateway (collector/gateway.yaml): TLS and bearer tokens; agents forward through a
 persistent queue (collector/backends/gateway-forward.yaml).
+
+Gateways start as the shipped units start them: scripts/check-gateway-tokens.sh checks the
+operator's token file and writes a checked copy, and the collector reads only the copy.
 """
 
 from __future__ import annotations
@@ -7,6 +10,8 @@ from __future__ import annotations
 import json
 import secrets
 import ssl
+import subprocess
+import time
 import urllib.error
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +20,7 @@ import pytest
 from collector_support import (
     BACKENDS_DIR,
     GATEWAY_CONFIG,
+    REPO_ROOT,
     BotRun,
     Collector,
     TlsFiles,
@@ -30,19 +36,31 @@ from ensemble_otel.contract import registry
 pytestmark = pytest.mark.integration
 
 FORWARD = BACKENDS_DIR / "gateway-forward.yaml"
+TOKEN_CHECKER = REPO_ROOT / "scripts" / "check-gateway-tokens.sh"
+
+
+def check_tokens(source: Path, copy: Path) -> subprocess.CompletedProcess[str]:
+    """What the units run before the gateway: check ``source``, write the checked ``copy``."""
+    return subprocess.run(["/bin/sh", str(TOKEN_CHECKER), str(source), str(copy)],
+                          capture_output=True, text=True, timeout=30, check=False)
 
 
 def gateway_env(tls: TlsFiles, token_file: Path) -> dict[str, str]:
+    """The gateway's env, its token file being the checked copy of ``token_file``."""
+    copy = token_file.with_name(token_file.name + ".checked")
+    result = check_tokens(token_file, copy)
+    assert result.returncode == 0, result.stderr
     return {
         "ENSEMBLE_GATEWAY_TLS_CERT_FILE": str(tls.cert),
         "ENSEMBLE_GATEWAY_TLS_KEY_FILE": str(tls.key),
-        "ENSEMBLE_GATEWAY_TOKEN_FILE": str(token_file),
+        "ENSEMBLE_GATEWAY_TOKEN_FILE": str(copy),
     }
 
 
 def token_file(directory: Path, *tokens: str) -> Path:
+    """The operator's token file: one token per line, nothing else."""
     path = directory / "gateway-tokens"
-    path.write_text("".join(f"{t}  # agent {i}\n" for i, t in enumerate(tokens)))
+    path.write_text("".join(f"{t}\n" for t in tokens))
     return path
 
 
@@ -93,6 +111,44 @@ def test_gateway_refuses_clients_without_the_token(
                message="accepted records never reached the gateway archive")
     assert not {"no-token", "wrong-token", "wrong-scheme", "plain", "untrusted"} & \
         archived_bodies()
+
+
+def test_token_file_with_comments_never_lets_bearer_hash_in(
+    collector: Callable[..., Collector], tls_files: TlsFiles, tmp_path: Path,
+) -> None:
+    """The extension reads the first word of every line as a token: `# gateway tokens` and
+    `   # note` become the token `#`. The start-up check refuses such a file, so no gateway
+    runs with it; once it holds tokens only, `Bearer #` gets 401 and the token 200."""
+    good = secrets.token_urlsafe(24)
+    source = tmp_path / "gateway-tokens"
+    source.write_text(f"# gateway tokens\n{good}\n   # rotated by ops\n")
+    copy = tmp_path / "gateway-tokens.checked"
+    refused = check_tokens(source, copy)
+    assert refused.returncode == 1
+    assert f"{source}:1: '#' is not allowed" in refused.stderr
+    assert f"{source}:3: '#' is not allowed" in refused.stderr
+    assert not copy.exists()  # nothing for a gateway to start with
+
+    source.write_text(f"{good}\n")
+    gateway = collector(GATEWAY_CONFIG, name="gateway", env=gateway_env(tls_files, source))
+    url = f"https://127.0.0.1:{gateway.http_port}/v1/logs"
+
+    def post(authorization: str) -> int:
+        status, _ = http_request(
+            "POST", url, body=otlp_log_json(authorization), context=tls_files.client_context(),
+            headers={"Content-Type": "application/json", "Authorization": authorization})
+        return status
+
+    assert post("Bearer #") == 401
+    assert post(f"Bearer {good}") == 200
+    # An unchecked edit of the operator's file does not reach the running gateway: it
+    # reads the checked copy (re-checked at the next start).
+    reads = gateway.log().count("refresh token")
+    source.write_text(f"# gateway tokens\n{good}\n")
+    time.sleep(1.5)  # the extension re-reads a watched file within milliseconds of a change
+    assert gateway.log().count("refresh token") == reads
+    assert post("Bearer #") == 401
+    assert post(f"Bearer {good}") == 200
 
 
 def test_agent_with_a_wrong_token_delivers_nothing(
