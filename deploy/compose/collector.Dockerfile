@@ -22,6 +22,9 @@ RUN apt-get update \
 COPY --from=build /src/collector/_build/otelcol-ensemble /otelcol-ensemble
 COPY collector/config.yaml collector/gateway.yaml collector/debug.yaml /etc/otelcol-ensemble/
 COPY collector/backends/ /etc/otelcol-ensemble/backends/
+# The gateway's token-file check (run before the collector by the Kubernetes init container
+# and the systemd unit): POSIX sh, so the image needs no other runtime.
+COPY scripts/check-gateway-tokens.sh /usr/local/bin/check-gateway-tokens
 USER otelcol
 ENV ENSEMBLE_STORAGE_DIR=/var/lib/otelcol-ensemble/queue \
     ENSEMBLE_ARCHIVE_DIR=/var/lib/otelcol-ensemble/archive

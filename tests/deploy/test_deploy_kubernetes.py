@@ -22,21 +22,19 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+from chart_render import K8S, K8S_VERSION, render_workload, values
 from deploy_support import DEPLOY, REPO, load_yaml, load_yaml_documents
 
 from ensemble_otel.settings import DEFAULT_HEARTBEAT_INTERVAL
 
-K8S = DEPLOY / "kubernetes"
-K8S_VERSION = "1.30.0"  # the oldest Kubernetes minor still commonly run; later ones accept it
 INSTRUMENTATION_SCHEMA = K8S / "schemas" / "instrumentation-v1alpha1.subset.schema.json"
 ENV_REF = re.compile(r"\$\{env:([A-Z0-9_]+)(:-[^}]*)?\}")
-VALUES = {"agent": K8S / "collector-agent-values.yaml",
-          "gateway": K8S / "collector-gateway-values.yaml"}
 # Top-level keys of the opentelemetry-collector chart's values.yaml that these files use.
 CHART_KEYS = {
     "mode", "image", "command", "configMap", "extraEnvs", "extraVolumes", "extraVolumeMounts",
     "initContainers", "ports", "resources", "useGOMEMLIMIT", "replicaCount",
-    "fullnameOverride", "podAnnotations", "podSecurityContext",
+    "fullnameOverride", "podAnnotations", "podSecurityContext", "securityContext",
+    "podLabels", "service", "networkPolicy",
 }
 
 
@@ -271,63 +269,6 @@ def test_probe_under_operator_injection_does_not_beat_for_the_bot(tmp_path: Path
 # --- the Helm values --------------------------------------------------------------------------
 
 
-def values(role: str) -> dict[str, Any]:
-    return dict(load_yaml(VALUES[role]))
-
-
-def render_pod(v: dict[str, Any]) -> dict[str, Any]:
-    """The collector pod the chart's templates/_pod.tpl makes from these values (only the
-    parts these values touch; the chart itself is not available offline)."""
-    ports = []
-    for name, port in v.get("ports", {}).items():
-        if port.get("enabled"):
-            item = {"name": name, "containerPort": port["containerPort"],
-                    "protocol": port.get("protocol", "TCP")}
-            if port.get("hostPort"):
-                item["hostPort"] = port["hostPort"]
-            ports.append(item)
-    container = {
-        "name": "opentelemetry-collector",
-        "command": [f"/{v['command']['name']}"],
-        "args": ["--config=/conf/relay.yaml", *v["command"].get("extraArgs", [])],
-        "image": f"{v['image']['repository']}:{v['image']['tag']}",
-        "imagePullPolicy": v["image"]["pullPolicy"],
-        "ports": ports,
-        "env": [{"name": "MY_POD_IP",
-                 "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}},
-                *v.get("extraEnvs", [])],
-        "livenessProbe": {"httpGet": {"path": "/", "port": 13133}},
-        "readinessProbe": {"httpGet": {"path": "/", "port": 13133}},
-        "resources": v.get("resources", {}),
-        "volumeMounts": [{"mountPath": "/conf", "name": "opentelemetry-collector-configmap"},
-                         *v.get("extraVolumeMounts", [])],
-    }
-    spec: dict[str, Any] = {
-        "containers": [container],
-        "volumes": [{"name": "opentelemetry-collector-configmap",
-                     "configMap": {"name": v["configMap"]["existingName"],
-                                   "items": [{"key": "relay", "path": "relay.yaml"}]}},
-                    *v.get("extraVolumes", [])],
-    }
-    if v.get("initContainers"):
-        spec["initContainers"] = v["initContainers"]
-    if v.get("podSecurityContext"):
-        spec["securityContext"] = v["podSecurityContext"]
-    return spec
-
-
-def render_workload(v: dict[str, Any]) -> dict[str, Any]:
-    labels = {"app.kubernetes.io/name": "opentelemetry-collector"}
-    template = {"metadata": {"labels": labels, "annotations": v.get("podAnnotations", {})},
-                "spec": render_pod(v)}
-    kind = {"daemonset": "DaemonSet", "deployment": "Deployment"}[v["mode"]]
-    spec: dict[str, Any] = {"selector": {"matchLabels": labels}, "template": template}
-    if kind == "Deployment":
-        spec["replicas"] = v.get("replicaCount", 1)
-    return {"apiVersion": "apps/v1", "kind": kind,
-            "metadata": {"name": v.get("fullnameOverride", "ensemble")}, "spec": spec}
-
-
 def test_agent_is_a_daemonset_and_gateway_a_deployment() -> None:
     assert values("agent")["mode"] == "daemonset"
     assert values("gateway")["mode"] == "deployment"
@@ -420,14 +361,17 @@ def test_file_variables_point_into_mounted_volumes(role: str) -> None:
             assert any(e["value"].startswith(m + "/") for m in mounts), e
 
 
-def test_agent_listens_on_the_node_for_the_bots() -> None:
+def test_bots_reach_the_agent_on_their_node_through_its_service() -> None:
+    """No hostPort: the agent's node-local Service (internalTrafficPolicy Local)."""
     v = values("agent")
-    assert v["ports"]["otlp"]["hostPort"] == 4317
-    assert v["ports"]["otlp-http"]["hostPort"] == 4318
+    assert v["service"]["enabled"] is True
+    assert v["service"]["internalTrafficPolicy"] == "Local"
+    name = v["fullnameOverride"]
     bot_env = {e["name"]: e.get("value") for e in bot_container()["env"]}
-    assert bot_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://$(HOST_IP):4317"
+    assert bot_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == (
+        f"http://{name}:{v['ports']['otlp']['servicePort']}")
     exporter = instrumentation()["spec"]["exporter"]["endpoint"]
-    assert exporter.endswith(f":{v['ports']['otlp-http']['hostPort']}")
+    assert exporter == f"http://{name}:{v['ports']['otlp-http']['servicePort']}"
 
 
 def test_agent_forwards_to_the_gateway_service() -> None:
