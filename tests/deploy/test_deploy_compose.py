@@ -263,3 +263,81 @@ def test_images_are_pinned() -> None:
             continue
         tag = image.rsplit(":", 1)[-1] if ":" in image else ""
         assert tag and tag != "latest", f"{name}: pin {image}"
+
+
+# --- hardening ---------------------------------------------------------------------------------
+
+
+def hardening_findings(doc: dict[str, Any]) -> list[str]:
+    """Every service: read-only root, no capabilities, no-new-privileges, CPU and memory
+    limits."""
+    findings = []
+    for name, service in doc["services"].items():
+        if service.get("read_only") is not True:
+            findings.append(f"{name}: read_only is not true")
+        if service.get("cap_drop") != ["ALL"]:
+            findings.append(f"{name}: cap_drop is not [ALL]")
+        if service.get("cap_add"):
+            findings.append(f"{name}: adds capabilities {service['cap_add']}")
+        if "no-new-privileges:true" not in service.get("security_opt", []):
+            findings.append(f"{name}: security_opt lacks no-new-privileges:true")
+        if service.get("privileged"):
+            findings.append(f"{name}: privileged")
+        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+        for key in ("cpus", "memory"):
+            if not limits.get(key):
+                findings.append(f"{name}: no {key} limit")
+    return findings
+
+
+def test_every_service_is_hardened_with_limits() -> None:
+    doc = compose()
+    assert set(doc["services"]) == SERVICES
+    assert hardening_findings(doc) == []
+
+
+@pytest.mark.parametrize(
+    ("mutation", "finding"),
+    [
+        (lambda s: s["loki"].pop("read_only"), "loki: read_only"),
+        (lambda s: s["tempo"].__setitem__("cap_drop", ["NET_RAW"]), "tempo: cap_drop"),
+        (lambda s: s["bot"].__setitem__("security_opt", []), "bot: security_opt"),
+        (lambda s: s["grafana"]["deploy"]["resources"]["limits"].pop("memory"),
+         "grafana: no memory limit"),
+        (lambda s: s["collector"].__setitem__("cap_add", ["SYS_ADMIN"]),
+         "collector: adds capabilities"),
+    ],
+    ids=["writable root", "capabilities kept", "new privileges", "no memory limit", "cap_add"],
+)
+def test_the_check_finds_a_weakened_service(mutation: Any, finding: str) -> None:
+    doc = compose()
+    mutation(doc["services"])
+    assert any(f.startswith(finding) for f in hardening_findings(doc)), hardening_findings(doc)
+
+
+def test_grafana_has_no_default_password_and_no_anonymous_access() -> None:
+    doc = compose()
+    grafana = doc["services"]["grafana"]
+    env = grafana["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in env
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env  # never a password in the file
+    [secret] = grafana["secrets"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == f"/run/secrets/{secret}"
+    source = (COMPOSE_DIR / doc["secrets"][secret]["file"]).resolve()
+    assert COMPOSE_DIR in source.parents
+    relative = source.relative_to(REPO).as_posix()
+    # the real file is ignored by git and not tracked; its .example is committed
+    git = require_binary("git", "apt-get install git")
+    ignored = subprocess.run([git, "check-ignore", "--no-index", "-q", relative], cwd=REPO,
+                             check=False, timeout=30)
+    assert ignored.returncode == 0, f"{relative} is not in .gitignore"
+    tracked = subprocess.run([git, "ls-files", "--error-unmatch", relative], cwd=REPO,
+                             capture_output=True, check=False, timeout=30)
+    assert tracked.returncode != 0, f"{relative} is committed"
+    example = source.with_name(source.name + ".example")
+    assert example.is_file()
+    assert subprocess.run([git, "check-ignore", "--no-index", "-q",
+                           example.relative_to(REPO).as_posix()], cwd=REPO, check=False,
+                          timeout=30).returncode == 1
+    assert len(example.read_text(encoding="utf-8").splitlines()) == 1
