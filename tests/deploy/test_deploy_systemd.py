@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from deploy_support import DEPLOY
+from deploy_support import DEPLOY, env_file_entries, unit_entries
 from integration_gate import require_binary
 
 from ensemble_otel.settings import DEFAULT_HEARTBEAT_INTERVAL
@@ -27,23 +27,6 @@ VENV = Path(sys.executable).parent.parent
 HOW_TO_GET_SYSTEMD = "run scripts/install-system-deps.sh (Debian package systemd)"
 
 
-def unit_entries(text: str) -> dict[str, list[tuple[str, str]]]:
-    """Section -> [(key, value)] in order (a systemd key may repeat)."""
-    sections: dict[str, list[tuple[str, str]]] = {}
-    current = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            current = line[1:-1]
-            sections.setdefault(current, [])
-            continue
-        key, _, value = line.partition("=")
-        sections[current].append((key.strip(), value.strip()))
-    return sections
-
-
 def service() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for key, value in unit_entries(UNIT.read_text(encoding="utf-8"))["Service"]:
@@ -52,13 +35,7 @@ def service() -> dict[str, list[str]]:
 
 
 def env_file(path: Path = ENV_EXAMPLE) -> dict[str, str]:
-    out = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            out[key] = value
-    return out
+    return env_file_entries(path)
 
 
 def seconds(value: str) -> float:
