@@ -103,13 +103,16 @@ class JsonJournal:
         return _last_line(self.journal_path, 1 << 20)
 
     def has_entries(self) -> bool:
-        """Whether something is at the journal's path (a symbolic link there counts)."""
+        """Whether something is at the journal's path: also True when it is refused (a
+        symbolic link, another user's), which ``truncate`` then reports."""
         try:
             if self._fd >= 0:
                 return os.fstat(self._fd).st_size > 0
             return safe_fs.lstat(self.journal_path).st_size > 0
         except FileNotFoundError:
             return False
+        except UnsafePathError:
+            return True
 
     def append(self, obj: Any) -> None:
         """Add a version (one line). Raises OSError; a short write is cut back first."""
@@ -337,8 +340,8 @@ class JsonlAppender:
                 self._report(path, exc)
                 return False
             return True
-        if path in self._refusals and path not in self._fds:
-            try:  # not queued behind the held lines: it is dropped or written now
+        if path not in self._fds:  # a refused file's lines are not queued behind the held ones
+            try:
                 self._open(path)
             except UnsafePathError:
                 self._drop_refused()
