@@ -58,19 +58,25 @@ def guard_root(root: StrPath) -> bool:
 
 
 def warn_if_shared_root(root: StrPath) -> bool:
-    """One warning, and True, when ``root`` is group- or world-writable without the sticky
-    bit: other users can then rename or remove what the package writes there."""
+    """One warning, and True, when another user can rename or remove what the package
+    writes under ``root``: it is group- or world-writable without the sticky bit, or it is
+    another user's (root's excepted)."""
     try:
-        mode = stat.S_IMODE(os.stat(root).st_mode)
+        st = os.stat(root)
     except OSError:  # not there yet: it is created 0750
         return False
-    if not mode & 0o022 or mode & stat.S_ISVTX:
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022 and not mode & stat.S_ISVTX:
+        why = (f"is {'world' if mode & 0o002 else 'group'}-writable without the sticky bit "
+               f"(mode {mode:04o})")
+    elif st.st_uid not in (os.geteuid(), 0):
+        why = f"is owned by uid {st.st_uid}, not this user"
+    else:
         return False
     _log.warning(
-        "ensemble-otel: the root %s is %s-writable without the sticky bit (mode %04o): other "
-        "users can replace what is written there (symbolic links and other users' files "
-        "under it are refused); give it mode 0750, or the sticky bit",
-        root, "world" if mode & 0o002 else "group", mode)
+        "ensemble-otel: the root %s %s: another user can replace what is written there "
+        "(symbolic links and other users' files under it are refused); give it mode 0750, "
+        "or the sticky bit, and this user as its owner", root, why)
     return True
 
 

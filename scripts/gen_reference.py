@@ -77,8 +77,8 @@ writes under it as if they were hostile (`ensemble_otel/safe_fs.py`):
   renamed within the directory.
 - Files are created 0640 and directories 0750 whatever the umask (which is never changed);
   existing files and directories keep their modes.
-- A root that is group- or world-writable without the sticky bit is one warning at start-up:
-  give it mode 0750 (or the sticky bit).
+- A root that is group- or world-writable without the sticky bit, or another user's, is one
+  warning at start-up: give it mode 0750 (or the sticky bit) and the bot's user as owner.
 - Readers of the package's own files (the journal, the last record of a snapshot file) do
   not follow a symbolic link either and read at most 1 MiB from a file's end.
 """

@@ -282,3 +282,17 @@ def test_a_shared_root_is_warned_about(
         assert str(r) in messages[0] and f"{warned}-writable without the sticky bit" in (
             messages[0])
     assert safe_fs.warn_if_shared_root(tmp_path / "not-yet") is False
+
+
+def test_a_root_owned_by_another_user_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if os.geteuid() != 0:
+        missing("giving a directory to another user needs root")
+    caplog.set_level(logging.WARNING, logger="ensemble_otel")
+    r = tmp_path / "theirs"
+    r.mkdir(mode=0o755)
+    os.chown(r, FOREIGN_UID, FOREIGN_UID)
+    assert safe_fs.warn_if_shared_root(r) is True
+    [message] = [rec.getMessage() for rec in caplog.records]
+    assert str(r) in message and f"is owned by uid {FOREIGN_UID}" in message
