@@ -38,3 +38,6 @@ class UnsafePathError(OSError):
 
     def __str__(self) -> str:
         return f"refused {self.filename}: {self.strerror}"
+
+    def __reduce__(self) -> tuple[type[UnsafePathError], tuple[object, str, int]]:
+        return type(self), (self.filename, self.strerror, self.errno)

@@ -296,3 +296,15 @@ def test_a_root_owned_by_another_user_is_warned_about(
     assert safe_fs.warn_if_shared_root(r) is True
     [message] = [rec.getMessage() for rec in caplog.records]
     assert str(r) in message and f"is owned by uid {FOREIGN_UID}" in message
+
+
+def test_the_error_names_path_and_reason_and_survives_pickling(root: Path) -> None:
+    import pickle
+
+    (root / "x").symlink_to(root / "y")
+    with pytest.raises(UnsafePathError) as exc:
+        safe_fs.open_file(root / "x", os.O_RDONLY)
+    copy = pickle.loads(pickle.dumps(exc.value))
+    assert isinstance(copy, OSError) and str(copy) == f"refused {root / 'x'}: is a symbolic link"
+    assert (copy.filename, copy.strerror, copy.errno) == (
+        exc.value.filename, exc.value.strerror, exc.value.errno)
