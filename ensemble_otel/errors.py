@@ -27,3 +27,17 @@ class BarError(FieldError):
 
 class EventError(FieldError):
     """An event passed to ``emit`` has a bad field; nothing was written."""
+
+
+class UnsafePathError(OSError):
+    """A path under the root was refused: a symbolic link, another user's file or directory,
+    or not a regular file. ``filename`` is the path, ``strerror`` the reason."""
+
+    def __init__(self, path: object, reason: str, errno_: int = 0) -> None:
+        super().__init__(errno_, reason, str(path))
+
+    def __str__(self) -> str:
+        return f"refused {self.filename}: {self.strerror}"
+
+    def __reduce__(self) -> tuple[type[UnsafePathError], tuple[object, str, int]]:
+        return type(self), (self.filename, self.strerror, self.errno)

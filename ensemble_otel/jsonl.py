@@ -9,7 +9,10 @@ Rules kept here, once, for every file the package writes:
 - a whole-file JSON document is written to a temp file, fsynced and renamed over the target;
 - a write that fails (full disk, unwritable root) never raises into the bot: the line is
   kept in a bounded pending queue, one clear error is logged, and writing resumes when the
-  file system takes data again.
+  file system takes data again;
+- every file is opened through :mod:`ensemble_otel.safe_fs` (no symbolic link followed, no
+  other user's file taken, 0640 files in 0750 directories); a refused file is a sink the bot
+  runs without: one error, its lines dropped and counted, checked again once an interval.
 """
 
 from __future__ import annotations
@@ -26,9 +29,19 @@ from typing import Any
 
 import orjson
 
-DIR_MODE = 0o750
-FILE_MODE = 0o640
+from ensemble_otel import safe_fs
+from ensemble_otel.errors import UnsafePathError
+from ensemble_otel.safe_fs import DIR_MODE, FILE_MODE
+
+__all__ = [
+    "DIR_MODE", "FILE_MODE", "MAX_PENDING_LINES", "JsonJournal", "JsonlAppender",
+    "atomic_write_bytes", "atomic_write_json", "dumps_line", "ensure_dir", "last_line",
+    "read_json", "set_aside_torn_tail",
+]
+
 MAX_PENDING_LINES = 10_000
+MAX_DOCUMENT_BYTES = 16 << 20  # read_json: a state or heartbeat file is a few KiB
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 _OPTS = orjson.OPT_APPEND_NEWLINE
 
 _log = logging.getLogger("ensemble_otel")
@@ -41,46 +54,16 @@ def dumps_line(record: dict[str, Any]) -> bytes:
 
 def ensure_dir(path: Path) -> None:
     """Create ``path`` and its missing parents with mode 0750, whatever the umask; existing
-    directories are left as they are. The process umask is never changed (other threads
-    create files meanwhile)."""
-    if path.is_dir():
-        return
-    missing = []
-    while not path.exists():  # up to the first that exists (a file there: mkdir says so)
-        missing.append(path)
-        if path.parent == path:
-            break
-        path = path.parent
-    for directory in reversed(missing):
-        try:
-            os.mkdir(directory, DIR_MODE)
-        except FileExistsError:
-            if not directory.is_dir():  # a file (or a dangling link) in the way
-                raise
-            continue  # made meanwhile by another thread or process: left as it is
-        os.chmod(directory, DIR_MODE)  # mkdir applied the umask
+    directories are left as they are. No component below the root (or, for a path outside
+    every root, below its nearest existing directory) may be a symbolic link or another
+    user's: see :mod:`ensemble_otel.safe_fs`."""
+    safe_fs.ensure_dir(path)
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename. Readers never see a torn file."""
-    ensure_dir(path.parent)
-    # one temp file per writing thread: two threads replacing the same file must not share it
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        if fsync:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
+    """Replace ``path`` with ``data``: a temp file with an unpredictable name, fsync, rename.
+    Readers never see a torn file; a symbolic link at ``path`` is refused, never followed."""
+    safe_fs.replace_file(path, data, fsync=fsync)
 
 
 def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True) -> None:
@@ -88,7 +71,7 @@ def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return orjson.loads(path.read_bytes())
+    return orjson.loads(safe_fs.read_file(path, MAX_DOCUMENT_BYTES))
 
 
 class JsonJournal:
@@ -115,22 +98,27 @@ class JsonJournal:
         self._size = 0
 
     def newest_entry(self) -> bytes | None:
-        """The journal's last whole line, or None (no journal, empty, or only a torn line)."""
-        return last_line(self.journal_path)
+        """The journal's last whole line, or None (no journal, empty, or only a torn line).
+        Raises ``UnsafePathError`` when the journal is a symbolic link or another user's."""
+        return _last_line(self.journal_path, 1 << 20)
 
     def has_entries(self) -> bool:
+        """Whether something is at the journal's path: also True when it is refused (a
+        symbolic link, another user's), which ``truncate`` then reports."""
         try:
-            return self.journal_path.stat().st_size > 0
+            if self._fd >= 0:
+                return os.fstat(self._fd).st_size > 0
+            return safe_fs.lstat(self.journal_path).st_size > 0
         except FileNotFoundError:
             return False
+        except UnsafePathError:
+            return True
 
     def append(self, obj: Any) -> None:
         """Add a version (one line). Raises OSError; a short write is cut back first."""
         line = orjson.dumps(obj, option=_OPTS)
         if self._fd < 0:
-            ensure_dir(self.journal_path.parent)
-            self._fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
-                               FILE_MODE)
+            self._fd = safe_fs.open_file(self.journal_path, _APPEND)
             self._size = os.fstat(self._fd).st_size
         written = os.write(self._fd, line)
         if written != len(line):
@@ -149,17 +137,17 @@ class JsonJournal:
 
     def truncate(self) -> None:
         """Empty the journal (its versions are older than the file's)."""
+        if self._fd < 0 and self.has_entries():
+            self._fd = safe_fs.open_file(self.journal_path, os.O_WRONLY | os.O_APPEND)
         if self._fd >= 0:
             os.ftruncate(self._fd, 0)
-        elif self.has_entries():
-            os.truncate(self.journal_path, 0)
         self._size = 0
 
     def set_aside(self, suffix: str = ".corrupt") -> Path:
         """Move the journal to ``<path>.wal<suffix>`` (an unreadable one, kept for a look)."""
         self.close(remove_empty=False)
         aside = self.journal_path.with_name(self.journal_path.name + suffix)
-        self.journal_path.replace(aside)
+        safe_fs.rename(self.journal_path, aside.name)  # a symbolic link is moved, not followed
         return aside
 
     def close(self, *, remove_empty: bool = True) -> None:
@@ -169,19 +157,29 @@ class JsonJournal:
             self._fd = -1
         if remove_empty and not self.has_entries():
             with contextlib.suppress(FileNotFoundError):
-                self.journal_path.unlink()
+                safe_fs.unlink(self.journal_path)
 
 
 def last_line(path: Path, max_bytes: int = 1 << 20) -> bytes | None:
-    """The last complete line of a file (without its newline), or None."""
+    """The last complete line of a file (without its newline), or None: also when the file
+    is a symbolic link, another user's or not a regular file (a tolerant reader)."""
     try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            start = max(0, size - max_bytes)
-            fh.seek(start)
-            tail = fh.read()
+        return _last_line(path, max_bytes)
+    except UnsafePathError:
+        return None
+
+
+def _last_line(path: Path, max_bytes: int) -> bytes | None:
+    try:
+        fd = safe_fs.open_file(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
+    try:
+        size = os.fstat(fd).st_size
+        start = max(0, size - max_bytes)
+        tail = os.pread(fd, size - start, start)
+    finally:
+        os.close(fd)
     end = tail.rfind(b"\n")
     if end < 0:
         return None
@@ -191,8 +189,10 @@ def last_line(path: Path, max_bytes: int = 1 << 20) -> bytes | None:
     return tail[begin:end]
 
 
-def set_aside_torn_tail(fd: int, path: Path) -> int:
-    """If the file does not end in a newline, move its last partial line to ``<path>.torn``.
+def set_aside_torn_tail(fd: int, path: Path, *, dir_fd: int | None = None) -> int:
+    """If the file does not end in a newline, move its last partial line to ``<path>.torn``
+    (opened like the file itself: relative to ``dir_fd``, the directory's descriptor, when
+    given; no symbolic link followed; 0640).
 
     Returns the number of bytes set aside (0 when the file ends cleanly).
     """
@@ -209,8 +209,11 @@ def set_aside_torn_tail(fd: int, path: Path) -> int:
             break
         end = start
     torn = os.pread(fd, size - keep, keep)
-    with open(path.with_name(path.name + ".torn"), "ab") as side:
-        side.write(torn + b"\n")
+    side = safe_fs.open_file(path.with_name(path.name + ".torn"), _APPEND, dir_fd=dir_fd)
+    try:
+        safe_fs.write_all(side, torn + b"\n")
+    finally:
+        os.close(side)
     os.ftruncate(fd, keep)
     _log.warning(
         "%s: a torn last line (%d bytes) from an earlier crash was moved to %s.torn",
@@ -223,6 +226,10 @@ class JsonlAppender:
     """Appends whole JSON lines to files, one writer per file, failing soft.
 
     ``append`` returns True when the line (and any pending earlier lines) reached the file.
+    A file that cannot be written is retried (its lines held, up to ``MAX_PENDING_LINES``);
+    a file refused as unsafe (``UnsafePathError``: a symbolic link, another user's) is not:
+    one error names it, its lines are dropped and counted in ``refused``, and it is checked
+    again at most once per ``error_interval``.
     """
 
     def __init__(self, *, name: str = "jsonl", error_interval: float = 60.0) -> None:
@@ -233,8 +240,10 @@ class JsonlAppender:
         self._dropped = 0
         self._error_interval = error_interval
         self._last_error_at = -float("inf")
+        self._refusals: dict[Path, tuple[float, UnsafePathError]] = {}  # when, why
         self._lock = threading.Lock()  # events may come from any thread, snapshots from the bar
         self.errors = 0
+        self.refused = 0  # lines dropped because their file was refused
 
     @property
     def pending(self) -> int:
@@ -244,22 +253,41 @@ class JsonlAppender:
         fd = self._fds.get(path)
         if fd is not None:
             return fd
+        refusal = self._refusals.get(path)
+        now = time.monotonic()
+        if refusal is not None and now - refusal[0] < self._error_interval:
+            raise refusal[1]  # refused lately: not checked again on every line
         if len(self._fds) >= 4:  # partitions roll over: keep only a few descriptors open
             for old in list(self._fds)[:-2]:
                 os.close(self._fds.pop(old))
             self._last = (None, -1)
-        ensure_dir(path.parent)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:
-            rfd = os.open(path, os.O_RDWR)
-            try:
-                set_aside_torn_tail(rfd, path)
-            finally:
-                os.close(rfd)
-        except OSError:
-            os.close(fd)
+            fd = self._open_new(path)
+        except UnsafePathError as exc:
+            if refusal is None:
+                _log.error(
+                    "ensemble-otel %s: %s; the bot keeps running without this file (its lines "
+                    "are dropped and counted, the path is checked again every %g s)",
+                    self._name, exc, self._error_interval)
+            self._refusals[path] = (now, exc)
             raise
+        self._refusals.pop(path, None)
         self._fds[path] = fd
+        return fd
+
+    @staticmethod
+    def _open_new(path: Path) -> int:
+        """Open ``path`` for appends (its directory reached safely) and repair its tail."""
+        dir_fd = safe_fs.open_dir(path.parent)
+        try:
+            fd = safe_fs.open_file(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, dir_fd=dir_fd)
+            try:
+                set_aside_torn_tail(fd, path, dir_fd=dir_fd)
+            except BaseException:
+                os.close(fd)
+                raise
+        finally:
+            os.close(dir_fd)
         return fd
 
     def _write_line(self, path: Path, line: bytes) -> None:
@@ -304,16 +332,31 @@ class JsonlAppender:
         if not self._pending:  # another file than the last one: open it, or find it open
             try:
                 self._write_line(path, line)
+            except UnsafePathError:
+                self._drop_refused()
+                return False
             except OSError as exc:
                 self._pending.append((path, line))
                 self._report(path, exc)
                 return False
             return True
+        if path not in self._fds:  # a refused file's lines are not queued behind the held ones
+            try:
+                self._open(path)
+            except UnsafePathError:
+                self._drop_refused()
+                return False
+            except OSError:
+                pass
         self._pending.append((path, line))
         if len(self._pending) > MAX_PENDING_LINES:
             self._pending.popleft()
             self._dropped += 1
         return self._flush_locked()
+
+    def _drop_refused(self) -> None:
+        self.errors += 1
+        self.refused += 1
 
     def flush_pending(self) -> bool:
         """Write the lines held back by an earlier failure; True when none is left."""
@@ -325,6 +368,8 @@ class JsonlAppender:
             path, line = self._pending[0]
             try:
                 self._write_line(path, line)
+            except UnsafePathError:
+                self._drop_refused()  # refused since it was held: never retried in a loop
             except OSError as exc:
                 self._report(path, exc)
                 return False

@@ -27,13 +27,13 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import LastValueAggregation, SumAggregation, View
 from opentelemetry.sdk.resources import Resource
 
-from ensemble_otel import notify
+from ensemble_otel import notify, safe_fs
 from ensemble_otel.contract.registry import METRICS
 from ensemble_otel.errors import ConfigError
 from ensemble_otel.events import EventLog, bridge_stdlib_logging
 from ensemble_otel.health import HealthSnapshotEmitter
 from ensemble_otel.heartbeat import Heartbeat, HeartbeatFileExporter
-from ensemble_otel.jsonl import JsonlAppender, ensure_dir
+from ensemble_otel.jsonl import JsonlAppender
 from ensemble_otel.resource import build_resource, instance_id
 from ensemble_otel.settings import Settings
 
@@ -256,8 +256,7 @@ class _StrategyLock:
         directory = settings.state_dir
         self.path = directory / f"{settings.strategy_id}.lock"
         try:  # the first write under the root: a root that cannot be written is a setting error
-            ensure_dir(directory)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+            self._fd = safe_fs.open_file(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             env = os.environ.get("PAPER_TRADING_ROOT", "").strip()
             raise ConfigError(
@@ -306,6 +305,7 @@ class Telemetry:
         self.settings = settings
         self.closed = False
         self._shutdown_lock = threading.Lock()
+        safe_fs.guard_root(settings.root)  # files below it: no symlink followed; warn if shared
         self._lock = _StrategyLock(settings)
         try:
             self._start(settings, metric_readers, log_exporters)

@@ -55,6 +55,35 @@ def _rules(kind: registry.RecordKind, field: registry.Field) -> str:
     return "; ".join(rules)
 
 
+FILES_AND_PERMISSIONS = """## Files and permissions
+
+The root may be shared with other users (a `/tmp` directory, a shared volume); the package
+writes under it as if they were hostile (`ensemble_otel/safe_fs.py`):
+
+- Every file it creates, appends to or replaces (records, `.torn` side files, the heartbeat,
+  `state/health/<strategy_id>.json` and its `.wal` journal, `state/<strategy_id>.lock`, an
+  HTML report) is opened with `O_NOFOLLOW` relative to its directory, and that directory is
+  reached from the root one component at a time with `O_DIRECTORY|O_NOFOLLOW`. The root
+  itself may be a symbolic link (the operator's choice); nothing below it may be.
+- A symbolic link, a file or directory owned by another user than the bot's (root, uid 0, is
+  accepted) or a file that is not a regular file (a FIFO, a device) is refused with an
+  error naming the path and the reason (`refused <path>: is a symbolic link`, `... is owned
+  by uid 1234, not this user (uid 1000) or root`). The bot keeps running without that file:
+  for a JSONL file one error line is logged, its lines are dropped and counted, and the path
+  is checked again once a minute; the heartbeat and state files are tried again at each
+  beat, with one error a minute. A refused lock file stops `configure()` (a `ConfigError`).
+- Whole files (heartbeat, state, report) are replaced through a temp file beside them named
+  `.<name>.<16 random hex digits>.tmp`, opened `O_CREAT|O_EXCL|O_NOFOLLOW`, fsynced and
+  renamed within the directory.
+- Files are created 0640 and directories 0750 whatever the umask (which is never changed);
+  existing files and directories keep their modes.
+- A root that is group- or world-writable without the sticky bit, or another user's, is one
+  warning at start-up: give it mode 0750 (or the sticky bit) and the bot's user as owner.
+- Readers of the package's own files (the journal, the last record of a snapshot file) do
+  not follow a symbolic link either and read at most 1 MiB from a file's end.
+"""
+
+
 def render() -> str:
     """The text of docs/reference.md."""
     out = [
@@ -100,7 +129,7 @@ def render() -> str:
                       [[f"`{f.name}`", f.type, _rules(kind, f), f.description]
                        for f in kind.fields])
         out.append("")
-    return "\n".join(out)
+    return "\n".join(out) + "\n" + FILES_AND_PERMISSIONS
 
 
 def render_records_brief() -> str:

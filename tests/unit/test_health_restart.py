@@ -245,10 +245,12 @@ def test_bucket_close_appends_to_the_journal_and_replaces_nothing(
     replaced: list[str] = []
     real_replace = os.replace
 
-    def replace(src: Any, dst: Any) -> None:
+    def replace(src: Any, dst: Any, **dir_fds: Any) -> None:
+        if "dst_dir_fd" in dir_fds:  # renamed within its directory's descriptor
+            dst = os.path.join(os.readlink(f"/proc/self/fd/{dir_fds['dst_dir_fd']}"), dst)
         if "health" in str(dst):  # the heartbeat's file is replaced at every beat
             replaced.append(str(dst))
-        real_replace(src, dst)
+        real_replace(src, dst if not dir_fds else os.path.basename(dst), **dir_fds)
 
     with run(root, heartbeat_interval=3600) as cap:
         monkeypatch.setattr(os, "replace", replace)

@@ -480,3 +480,67 @@ def test_journal_short_write_is_cut_back(tmp_path: Path, monkeypatch: pytest.Mon
     journal.append({"seq": 3})
     journal.close()
     assert journal.journal_path.read_bytes() == b'{"seq":1}\n{"seq":3}\n'
+
+
+# -- a refused file (a symbolic link, another user's) -------------------------------------------
+
+
+def test_a_refused_file_is_one_error_its_lines_dropped_and_counted_not_retried_per_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="ensemble_otel")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"theirs")
+    path = tmp_path / "x.jsonl"
+    path.symlink_to(victim)
+    app = JsonlAppender(name="files", error_interval=0.3)
+    opens = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda *a, **k: opens.append(a[0]) or real_open(*a, **k))
+    for i in range(50):
+        assert app.append(path, _line(i)) is False
+    assert len(opens) <= 3  # the first attempt only: no walk per line
+    assert app.refused == 50 and app.errors == 50 and app.pending == 0
+    errors = [r.getMessage() for r in caplog.records]
+    assert len(errors) == 1, errors
+    assert f"refused {path}: is a symbolic link" in errors[0] and "keeps running" in errors[0]
+    assert app.append(tmp_path / "y.jsonl", _line(0))  # other files are written
+    path.unlink()  # the operator removes the link: checked again after the interval
+    time.sleep(0.35)
+    assert app.append(path, _line(99))
+    app.close()
+    assert _ids(path) == [99] and victim.read_bytes() == b"theirs"
+    assert len(caplog.records) == 1
+
+
+def test_a_refused_file_does_not_hold_back_or_fill_the_pending_lines(
+    tmp_path: Path, disk: Disk
+) -> None:
+    path = tmp_path / "x.jsonl"
+    refused = tmp_path / "y.jsonl"
+    refused.symlink_to(tmp_path / "victim")
+    app = JsonlAppender()
+    assert app.append(path, _line(0))
+    disk.full = True
+    assert app.append(path, _line(1)) is False  # held: the disk is full
+    assert app.append(refused, _line(2)) is False  # refused while lines are held
+    assert app.append(refused, _line(3)) is False  # known: dropped, not queued
+    assert app.pending == 1 and app.refused >= 1
+    disk.full = False
+    assert app.flush_pending()
+    app.close()
+    assert _ids(path) == [0, 1]
+    assert not (tmp_path / "victim").exists()
+    assert app.refused == 2
+
+
+def test_a_torn_tail_is_not_moved_into_a_planted_side_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(_line(1) + b'{"torn')
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"theirs")
+    (tmp_path / "x.jsonl.torn").symlink_to(victim)
+    app = JsonlAppender()
+    assert app.append(path, _line(2)) is False  # the repair is refused: nothing appended
+    app.close()
+    assert path.read_bytes() == _line(1) + b'{"torn' and victim.read_bytes() == b"theirs"
