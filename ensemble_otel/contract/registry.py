@@ -225,6 +225,11 @@ EVENT = RecordKind(
 )
 
 RECORD_KINDS: tuple[RecordKind, ...] = (HEARTBEAT, HEALTH_1H, HEALTH_24H, EVENT)
+
+# Files under PAPER_TRADING_ROOT that are not records (same placeholders as the kinds).
+HEALTH_STATE_PATH = "state/health/{strategy_id}.json"  # + ".wal", its journal
+STRATEGY_LOCK_PATH = "state/{strategy_id}.lock"
+REPORT_PATH = "report.html"
 RECORD_KINDS_BY_NAME: dict[str, RecordKind] = {k.name: k for k in RECORD_KINDS}
 
 PERIOD_FIELD = "period"

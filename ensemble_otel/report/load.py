@@ -21,7 +21,7 @@ from ensemble_otel.contract.registry import (
 )
 
 from .checks import ContractVerdicts, contract_verdicts, parse_line
-from .layout import RecordFile, record_files, strategy_dir_hint
+from ensemble_otel.paths import RecordFile, dir_hint, record_files, scan
 from .times import parse_utc
 
 PERIODS: tuple[str, ...] = next(
@@ -215,8 +215,8 @@ def load(
     ids = list(dict.fromkeys(strategies)) if strategies else sorted(found)
     if not ids and exists:
         problems.append(
-            f"no records under {root}: looked for {strategy_dir_hint(kind)}<strategy>/, "
-            f"{strategy_dir_hint(HEARTBEAT)}<strategy>.json and {strategy_dir_hint(EVENT)}"
+            f"no records under {root}: looked for {dir_hint(kind)}<strategy>/, "
+            f"{dir_hint(HEARTBEAT)}<strategy>.json and {dir_hint(EVENT)}"
             "<strategy>/"
         )
     if strategies and exists:
@@ -265,7 +265,7 @@ def _load_strategy(
     rows.sort(key=lambda r: r[0])  # stable: same-time records keep file order
     sd.times = [t for t, _ in rows]
     sd.snapshots = [r for _, r in rows]
-    where = f"{strategy_dir_hint(kind)}{sid}/"
+    where = f"{dir_hint(kind)}{sid}/"
     if not plan.snapshot_files_exist:
         sd.notes.append(f"no {period} health snapshot files ({where})")
     elif not sd.snapshots:
@@ -279,7 +279,7 @@ def _load_strategy(
             sd.notes.append(f"the heartbeat file {hb.path.relative_to(root).as_posix()} is "
                             "unusable (see the files read)")
     else:
-        sd.notes.append(f"no heartbeat file ({strategy_dir_hint(HEARTBEAT)}{sid}.json)")
+        sd.notes.append(f"no heartbeat file ({dir_hint(HEARTBEAT)}{sid}.json)")
 
     for rf in plan.events:
         for t, rec in _read(root, rf, EVENT, validation, verdicts, {"strategy_id": sid}):

@@ -14,7 +14,7 @@ from test_report_data import file_records, page_data
 from ensemble_otel.contract.registry import HEALTH_1H, HEARTBEAT
 from ensemble_otel.report import write_report
 from ensemble_otel.report.checks import permissive_check
-from ensemble_otel.report.synthetic import write_strategy
+from report_synthetic import write_strategy
 
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)
 

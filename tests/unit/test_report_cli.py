@@ -12,7 +12,7 @@ from test_report_data import page_data
 
 from ensemble_otel.cli import main
 from ensemble_otel.report import write_report
-from ensemble_otel.report.synthetic import write_strategy
+from report_synthetic import write_strategy
 from ensemble_otel.report.times import parse_bound
 
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)
