@@ -171,6 +171,11 @@ HEARTBEAT = RecordKind(
         Field("uptime_s", "number", "Seconds since the telemetry started.", minimum=0),
         Field("interval_s", "number", "Configured heartbeat interval.", minimum=0),
         Field("environment", "string", "paper or live.", enum=("paper", "live")),
+        Field("pid_start", "integer",
+              "Start time of the process: field 22 of /proc/<pid>/stat (clock ticks since "
+              "boot); with host and pid it names one process, so a reused pid is told "
+              "apart. Null where /proc is not available; absent in older files.",
+              nullable=True, required=False, minimum=0),
     ),
 )
 
