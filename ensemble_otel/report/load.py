@@ -19,9 +19,9 @@ from ensemble_otel.contract.registry import (
     STRATEGY_ID_PATTERN,
     RecordKind,
 )
+from ensemble_otel.paths import RecordFile, dir_hint, record_files
 
 from .checks import ContractVerdicts, contract_verdicts, parse_line
-from ensemble_otel.paths import RecordFile, dir_hint, record_files, scan
 from .times import parse_utc
 
 PERIODS: tuple[str, ...] = next(

@@ -378,7 +378,8 @@ def _run_bounded(args: list[str], stdin: Any = None, timeout: float = 20
             "p = subprocess.Popen(sys.argv[2:], stdin=sys.stdin, stdout=subprocess.PIPE, "
             "stderr=subprocess.PIPE)\n"
             "try:\n    out, err = p.communicate(timeout=float(sys.argv[1])); rc = p.returncode\n"
-            "except subprocess.TimeoutExpired:\n    p.kill(); out, err = p.communicate(); rc = -999\n"
+            "except subprocess.TimeoutExpired:\n"
+            "    p.kill(); out, err = p.communicate(); rc = -999\n"
             "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
             "sys.stdout.buffer.write(repr((rc, out, err, rss)).encode())\n")
     done = subprocess.run([sys.executable, "-c", code, str(timeout), _script(), *args],

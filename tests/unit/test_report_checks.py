@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from report_synthetic import write_strategy
 from test_report_data import file_records, page_data
 
 from ensemble_otel.contract.registry import HEALTH_1H, HEARTBEAT
 from ensemble_otel.report import write_report
 from ensemble_otel.report.checks import permissive_check
-from report_synthetic import write_strategy
 
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)
 

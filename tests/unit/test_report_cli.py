@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from report_synthetic import write_strategy
 from test_report_data import page_data
 
 from ensemble_otel.cli import main
 from ensemble_otel.report import write_report
-from report_synthetic import write_strategy
 from ensemble_otel.report.times import parse_bound
 
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from report_synthetic import write_strategy
 
 from ensemble_otel.contract.registry import EVENT, HEALTH_1H, HEALTH_24H
 from ensemble_otel.report import write_report
 from ensemble_otel.report.charts import CHARTS, COLUMNS
-from report_synthetic import write_strategy
 
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)
 KINDS = {"1h": HEALTH_1H, "24h": HEALTH_24H}
