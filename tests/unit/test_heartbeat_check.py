@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from unit_support import run_bounded
 
 from ensemble_otel import cli
 from ensemble_otel.heartbeat import Heartbeat, iso_utc, process_start, read_heartbeat
@@ -370,30 +371,12 @@ def test_killed_bot_is_not_alive_five_seconds_later(root: Path) -> None:
 # -- a hostile root: bounded, non-blocking reads and escaped output ----------------------------
 
 
-def _run_bounded(args: list[str], stdin: Any = None, timeout: float = 20
-                 ) -> tuple[subprocess.CompletedProcess[bytes] | None, int]:
-    """Run the CLI in a child; (result or None when it timed out and was killed, the
-    child's max RSS in kB)."""
-    code = ("import resource, subprocess, sys\n"
-            "p = subprocess.Popen(sys.argv[2:], stdin=sys.stdin, stdout=subprocess.PIPE, "
-            "stderr=subprocess.PIPE)\n"
-            "try:\n    out, err = p.communicate(timeout=float(sys.argv[1])); rc = p.returncode\n"
-            "except subprocess.TimeoutExpired:\n"
-            "    p.kill(); out, err = p.communicate(); rc = -999\n"
-            "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-            "sys.stdout.buffer.write(repr((rc, out, err, rss)).encode())\n")
-    done = subprocess.run([sys.executable, "-c", code, str(timeout), _script(), *args],
-                          stdin=stdin, capture_output=True, timeout=timeout + 30, check=True)
-    rc, out, err, rss = eval(done.stdout)  # our own repr of plain values
-    result = None if rc == -999 else subprocess.CompletedProcess(args, rc, out, err)
-    return result, rss
-
-
 def test_symlink_to_dev_zero_is_refused_quickly_in_bounded_memory(root: Path) -> None:
     path = _beat_path(root)
     path.parent.mkdir(parents=True)
     path.symlink_to("/dev/zero")
-    result, rss_kb = _run_bounded(["heartbeat", "check", "--root", str(root), "--strategy",
+    result, rss_kb = run_bounded([_script(), "heartbeat", "check", "--root", str(root),
+                                  "--strategy",
                                    STRATEGY])
     assert result is not None, "the check did not finish"
     assert result.returncode == 1
@@ -406,7 +389,7 @@ def test_fifo_does_not_block(root: Path) -> None:
     path = _beat_path(root)
     path.parent.mkdir(parents=True)
     os.mkfifo(path)
-    result, _ = _run_bounded(["heartbeat", "check", "--root", str(root), "--strategy",
+    result, _ = run_bounded([_script(), "heartbeat", "check", "--root", str(root), "--strategy",
                               STRATEGY])
     assert result is not None, "the check blocked on a FIFO"
     assert result.returncode == 1 and b"FIFO" in result.stderr
