@@ -58,6 +58,10 @@ def _heartbeat_cell(hb: dict[str, Any] | None) -> str:
     if hb is None:
         return '<span class="badge bad">no heartbeat</span>'
     state = str(hb["state"])
+    if hb.get("future"):
+        return (f'<span class="badge bad" data-state="{_e(state)}">{_e(state)}, from the '
+                f'future</span> <span class="age">last beat {_e(hb["ts"])}: ahead of this '
+                'clock, not proof of life</span>')
     if hb["stale"]:
         cls, label = "warn", f"{state}, stale"
     else:

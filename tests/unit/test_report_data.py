@@ -141,6 +141,16 @@ def test_stale_heartbeat_is_marked(tmp_path: Path) -> None:
     assert "running, stale" in write_report(tmp_path).path.read_text()
 
 
+def test_heartbeat_from_the_future_is_shown_as_such(tmp_path: Path) -> None:
+    write_strategy(tmp_path, "ahead", start=START, hours=5, heartbeat_unix=4102444800.0,
+                   heartbeat_state="running")
+    path = write_report(tmp_path).path
+    hb = page_data(path)["strategies"][0]["heartbeat"]
+    assert hb["future"] is True
+    html = path.read_text()
+    assert "running, from the future" in html and "not proof of life" in html
+
+
 def test_time_range_selects_bucket_starts_inclusively(two_strategies: Path) -> None:
     lo = datetime(2024, 3, 3, 5, tzinfo=timezone.utc).timestamp()
     hi = datetime(2024, 3, 4, 5, tzinfo=timezone.utc).timestamp()
