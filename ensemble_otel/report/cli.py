@@ -7,12 +7,11 @@ could only say what is missing (it is still written), 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ensemble_otel.contract.registry import STRATEGY_ID_PATTERN
+from ensemble_otel.cli import strategy_id
 
 from . import PERIODS, REPORT_NAME, default_root, write_report
 from .times import parse_bound
@@ -29,13 +28,6 @@ def _bound(end: bool) -> Callable[[str], float]:
     return parse
 
 
-def _strategy_id(text: str) -> str:
-    if not re.fullmatch(STRATEGY_ID_PATTERN, text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a strategy id (must match {STRATEGY_ID_PATTERN})")
-    return text
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "report",
@@ -48,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="PAPER_TRADING_ROOT to read (default: $PAPER_TRADING_ROOT, else "
                         "./paper_trading_outputs)")
     p.add_argument("--strategy", action="append", metavar="S", dest="strategies",
-                   type=_strategy_id,
+                   type=strategy_id,
                    help="only this strategy id (repeat for several; default: all found)")
     p.add_argument("--period", choices=PERIODS, default="1h",
                    help="health snapshot bucket to chart (default: 1h)")
