@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ensemble_otel.cli import strategy_id
+from ensemble_otel.terminal import escape
 
 from . import PERIODS, REPORT_NAME, default_root, write_report
 from .times import parse_bound
@@ -62,13 +63,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = write_report(root, args.output, strategies=args.strategies,
                               period=args.period, start=args.start, end=args.end)
+    except FileNotFoundError as exc:
+        if args.output is not None:
+            print(f"ensemble-otel report: cannot write the page: {escape(str(exc))}",
+                  file=sys.stderr)
+        else:
+            print(f"ensemble-otel report: missing: {escape(exc.strerror or str(exc))}",
+                  file=sys.stderr)
+        return 1
     except OSError as exc:
-        print(f"ensemble-otel report: cannot write the page: {exc}", file=sys.stderr)
+        print(f"ensemble-otel report: cannot write the page: {escape(str(exc))}",
+              file=sys.stderr)
         return 1
     for problem in result.problems:
-        print(f"ensemble-otel report: missing: {problem}", file=sys.stderr)
+        print(f"ensemble-otel report: missing: {escape(problem)}", file=sys.stderr)
     if result.bad_lines:
         print(f"ensemble-otel report: skipped {result.bad_lines} bad lines of {result.lines} "
               "(listed in the page)", file=sys.stderr)
-    print(result.path)
+    print(escape(str(result.path)))
     return 0 if result.ok else 1

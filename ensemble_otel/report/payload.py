@@ -51,7 +51,7 @@ def _strategy(sd: StrategyData, now: float) -> dict[str, Any]:
     summary = summarize(sd.snapshots)
     columns: dict[str, list[Any]] = {"t": sd.times}
     for name in COLUMNS:
-        columns[name] = [r[name] for r in sd.snapshots]
+        columns[name] = [r.get(name) for r in sd.snapshots]  # null: a gap in the chart
     return {
         "id": sd.strategy_id,
         "notes": sd.notes,
