@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from unit_support import DAY0, HOUR
+from unit_support import DAY0
 
 from ensemble_otel import cli
 from ensemble_otel.paths import heartbeat_path, journal_path, state_path
@@ -155,19 +155,3 @@ def test_live_strategy_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert code == 0 and out.startswith(f"{SID} | heartbeat ok: running")
     assert "last 1h none" in out and "open 1h none" in out
     assert _main(["status", "--root", str(root), "--strategy", "../x"], capsys)[0] == 2
-
-
-def test_cli_version_and_module(capsys: pytest.CaptureFixture[str]) -> None:
-    from ensemble_otel._version import __version__
-
-    code, out, _ = _main(["--version"], capsys)
-    assert code == 0 and out.strip() == f"ensemble-otel {__version__}"
-    proc = subprocess.run([sys.executable, "-m", "ensemble_otel", "--version"],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and proc.stdout.strip() == f"ensemble-otel {__version__}"
-    proc = subprocess.run([sys.executable, "-m", "ensemble_otel", "status", "--root",
-                           "/nonexistent-root"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1 and "no strategy under" in proc.stdout
-
-
-_ = HOUR
