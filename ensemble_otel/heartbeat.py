@@ -30,6 +30,9 @@ from ensemble_otel.settings import Settings
 _log = logging.getLogger("ensemble_otel")
 
 STATES = ("starting", "running", "stopping", "stopped")
+# What readers (heartbeat check, status, report) take as proof of life:
+INTERVALS_PER_MAX_AGE = 3  # a beat older than 3 x the interval_s it states is stale
+DEFAULT_MAX_SKEW = 300.0  # seconds a beat may be ahead of the reader's clock (clock skew)
 
 
 def process_start(pid: int) -> int | None:

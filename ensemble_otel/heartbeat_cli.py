@@ -18,20 +18,23 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ensemble_otel import _validate_rules as rules
 from ensemble_otel.contract.registry import HEARTBEAT
-from ensemble_otel.heartbeat import process_start, read_heartbeat
+from ensemble_otel.heartbeat import (
+    DEFAULT_MAX_SKEW,
+    INTERVALS_PER_MAX_AGE,
+    process_start,
+    read_heartbeat,
+)
 from ensemble_otel.paths import heartbeat_path
+from ensemble_otel.report.times import parse_utc
 from ensemble_otel.settings import ConfigError, load_settings
 from ensemble_otel.terminal import escape
 
 ALIVE = ("starting", "running")
-DEFAULT_MAX_SKEW = 300.0  # seconds a beat may be ahead of this clock (clock skew)
-INTERVALS_PER_MAX_AGE = 3
 TS_TOLERANCE = 1.0  # seconds ts and unix may differ (a hand-written ts has whole seconds)
 PID_START_TOLERANCE = 5.0  # seconds, when telling a reused pid without pid_start
 
@@ -83,8 +86,8 @@ def assess(path: Path, strategy_id: str | None = None, *, max_age: float | None 
                        f"is {_age_text(-age)} ahead of this clock (allowed skew "
                        f"{max_skew:g}s; {path})", beat, age)
     try:
-        ts_unix = datetime.fromisoformat(beat["ts"].replace("Z", "+00:00")).timestamp()
-    except ValueError:
+        ts_unix = parse_utc(beat["ts"])
+    except (ValueError, OverflowError):
         ts_unix = math.nan
     if not abs(ts_unix - unix) <= TS_TOLERANCE:
         return Verdict("mismatch", f"mismatch: ts {beat['ts']} and unix {beat['unix']} "

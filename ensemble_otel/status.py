@@ -26,7 +26,8 @@ import orjson
 
 from ensemble_otel.cli import strategy_id
 from ensemble_otel.contract.registry import HEALTH_1H, HEALTH_24H, RecordKind
-from ensemble_otel.heartbeat_cli import DEFAULT_MAX_SKEW, Verdict, assess
+from ensemble_otel.heartbeat import DEFAULT_MAX_SKEW
+from ensemble_otel.heartbeat_cli import Verdict, assess
 from ensemble_otel.paths import heartbeat_path, journal_path, scan, state_path, strategies
 from ensemble_otel.readers import MAX_LINE_BYTES, last_whole_line, open_regular, read_limited
 from ensemble_otel.terminal import escape, json_text

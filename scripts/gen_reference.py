@@ -106,7 +106,7 @@ def render() -> str:
 
 def _cli() -> list[str]:
     """The readers' command lines and the limits they apply (values from the code)."""
-    from ensemble_otel.heartbeat_cli import DEFAULT_MAX_SKEW, INTERVALS_PER_MAX_AGE
+    from ensemble_otel.heartbeat import DEFAULT_MAX_SKEW, INTERVALS_PER_MAX_AGE
     from ensemble_otel.readers import HEARTBEAT_MAX_BYTES, MAX_LINE_BYTES
 
     kinds = ", ".join(f"`{k.name}`" for k in registry.RECORD_KINDS)

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from ensemble_otel.contract.registry import EVENT
-from ensemble_otel.heartbeat_cli import DEFAULT_MAX_SKEW, INTERVALS_PER_MAX_AGE
+from ensemble_otel.heartbeat import DEFAULT_MAX_SKEW, INTERVALS_PER_MAX_AGE
 
 from .charts import CHARTS, COLUMNS, NEGATIVE_COLOR
 from .load import Dataset, StrategyData

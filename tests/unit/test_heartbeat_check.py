@@ -418,3 +418,12 @@ def test_path_is_printed_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 1 and reason.startswith("missing")
     assert "\\n" in reason and "\\x1b" in reason and "\\xff" in reason
     assert not any(ord(c) < 32 or ord(c) == 127 for c in reason)
+
+
+def test_ts_with_nine_fraction_digits_agrees(root: Path, capsys: pytest.CaptureFixture[str]
+                                             ) -> None:
+    path = _write_beat(root)
+    beat = read_heartbeat(path)
+    beat["ts"] = beat["ts"][:-1] + "123Z"  # nanoseconds, as another writer may put them
+    atomic_write_json(path, beat)
+    assert _check(root, capsys)[0] == 0
