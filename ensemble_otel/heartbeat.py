@@ -178,15 +178,15 @@ class HeartbeatFileExporter(MetricExporter):
         return None
 
 
-def read_heartbeat(path: Path) -> dict[str, Any]:
-    """Read a beat file: a regular file (no symbolic link, FIFO or device) of at most 64 KiB
-    holding one JSON object. Raises OSError (``readers.RefusedFile`` for a refused path)
-    or ValueError."""
+def read_heartbeat(path: Path, root: Path | None = None) -> dict[str, Any]:
+    """Read a beat file: a regular file (no symbolic link, FIFO or device; with ``root``, no
+    linked directory below it either) of at most 64 KiB holding one JSON object. Raises
+    OSError (``readers.RefusedFile`` for a refused path) or ValueError."""
     import orjson
 
     from ensemble_otel.readers import HEARTBEAT_MAX_BYTES, read_limited
 
-    data = orjson.loads(read_limited(path, HEARTBEAT_MAX_BYTES))
+    data = orjson.loads(read_limited(path, HEARTBEAT_MAX_BYTES, root=root))
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data

@@ -64,10 +64,11 @@ def _age_text(seconds: float) -> str:
 
 def assess(path: Path, strategy_id: str | None = None, *, max_age: float | None = None,
            max_skew: float = DEFAULT_MAX_SKEW, check_pid: bool = True,
-           now: float | None = None) -> Verdict:
-    """Judge the beat file at ``path``; nothing here raises on what the file holds."""
+           now: float | None = None, root: Path | None = None) -> Verdict:
+    """Judge the beat file at ``path`` (under ``root``: no linked directory between them is
+    followed); nothing here raises on what the file holds."""
     try:
-        beat = read_heartbeat(path)
+        beat = read_heartbeat(path, root)
     except FileNotFoundError:
         return Verdict("missing", f"missing: {path} does not exist")
     except (OSError, ValueError) as exc:
@@ -174,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     verdict = assess(heartbeat_path(settings.root, settings.strategy_id),
                      settings.strategy_id, max_age=args.max_age, max_skew=args.max_skew,
-                     check_pid=not args.no_pid)
+                     check_pid=not args.no_pid, root=settings.root)
     print(escape(verdict.reason), file=sys.stdout if verdict.ok else sys.stderr)
     return verdict.code
 

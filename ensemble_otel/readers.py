@@ -13,6 +13,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 MAX_LINE_BYTES = 16 << 20  # the longest JSONL line any reader takes (16 MiB)
 HEARTBEAT_MAX_BYTES = 64 << 10  # a heartbeat file is a few hundred bytes
@@ -45,13 +46,18 @@ def file_type(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def open_regular(path: str | os.PathLike[str], *, follow: bool = False) -> int:
+def open_regular(path: str | os.PathLike[str], *, follow: bool = False,
+                 root: str | os.PathLike[str] | None = None) -> int:
     """A read-only descriptor of the regular file at ``path``.
 
     Raises :class:`RefusedFile` for anything else (checked before opening, so a FIFO never
     blocks, and again on the open descriptor), and for a symbolic link unless ``follow``.
+    With ``root`` (a directory ``path`` is under), no directory between the two may be a
+    symbolic link either: each is opened with ``O_NOFOLLOW`` relative to the one before.
     Other errors are the usual OSError (FileNotFoundError, PermissionError...).
     """
+    if root is not None and not follow:
+        return _open_beneath(Path(root), Path(path))
     mode = os.stat(path, follow_symlinks=follow).st_mode
     if not stat.S_ISREG(mode):
         raise RefusedFile(path, f"not a regular file: it is {file_type(mode)}")
@@ -70,9 +76,48 @@ def open_regular(path: str | os.PathLike[str], *, follow: bool = False) -> int:
     return fd
 
 
-def read_limited(path: str | os.PathLike[str], limit: int, *, follow: bool = False) -> bytes:
-    """The whole regular file at ``path``; :class:`RefusedFile` when over ``limit`` bytes."""
-    fd = open_regular(path, follow=follow)
+def _open_beneath(root: Path, path: Path) -> int:
+    parts = path.relative_to(root).parts
+    if not parts or ".." in parts:
+        raise RefusedFile(path, f"not under {root}")
+    dir_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for depth, name in enumerate(parts[:-1]):
+            try:
+                nxt = os.open(name, dir_flags, dir_fd=fd)
+            except NotADirectoryError:
+                where = root.joinpath(*parts[:depth + 1])
+                mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+                raise RefusedFile(where, f"{where}: not a directory: it is {file_type(mode)}"
+                                  ) from None
+            except OSError as exc:
+                if exc.errno == 40:  # ELOOP: a link
+                    where = root.joinpath(*parts[:depth + 1])
+                    raise RefusedFile(where, f"{where}: not a directory: it is "
+                                      f"{file_type(stat.S_IFLNK)}") from None
+                raise
+            os.close(fd)
+            fd = nxt
+        name = parts[-1]
+        mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+        if not stat.S_ISREG(mode):
+            raise RefusedFile(path, f"not a regular file: it is {file_type(mode)}")
+        out = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
+                      dir_fd=fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(os.fstat(out).st_mode):
+        os.close(out)
+        raise RefusedFile(path, "not a regular file")
+    return out
+
+
+def read_limited(path: str | os.PathLike[str], limit: int, *, follow: bool = False,
+                 root: str | os.PathLike[str] | None = None) -> bytes:
+    """The whole regular file at ``path``; :class:`RefusedFile` when over ``limit`` bytes.
+    ``root``: see :func:`open_regular`."""
+    fd = open_regular(path, follow=follow, root=root)
     try:
         data = _read_fd(fd, limit + 1)
     finally:

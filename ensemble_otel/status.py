@@ -59,7 +59,7 @@ def last_bucket(root: Path, kind: RecordKind, sid: str, problems: list[str]
     problems.extend(f"{path.relative_to(root)}: {why}" for path, why in files.refused)
     for rf in reversed(files.files):  # newest partition first; an empty file: the one before
         try:
-            fd = open_regular(rf.path)
+            fd = open_regular(rf.path, root=root)
             try:
                 line = last_whole_line(fd, MAX_LINE_BYTES)
             finally:
@@ -81,8 +81,8 @@ def saved_state(root: Path, sid: str, problems: list[str]) -> dict[str, Any] | N
     """The newest health state: the state file's or its journal's newest whole line."""
     path = state_path(root, sid)
     found: list[dict[str, Any]] = []
-    for where, read in ((path, lambda: read_limited(path, STATE_MAX_BYTES)),
-                        (journal_path(path), lambda: _journal_line(journal_path(path)))):
+    for where, read in ((path, lambda: read_limited(path, STATE_MAX_BYTES, root=root)),
+                        (journal_path(path), lambda: _journal_line(journal_path(path), root))):
         try:
             data = read()
             if data is None:
@@ -98,8 +98,8 @@ def saved_state(root: Path, sid: str, problems: list[str]) -> dict[str, Any] | N
     return max(found, key=lambda s: _number(s.get("seq")) or 0, default=None)
 
 
-def _journal_line(path: Path) -> bytes | None:
-    fd = open_regular(path)
+def _journal_line(path: Path, root: Path) -> bytes | None:
+    fd = open_regular(path, root=root)
     try:
         return last_whole_line(fd, MAX_LINE_BYTES)
     finally:
@@ -162,7 +162,7 @@ def collect(root: Path, ids: list[str] | None = None, *, check_pid: bool = True,
     for sid in ids or strategies(root):
         problems: list[str] = []
         verdict = assess(heartbeat_path(root, sid), sid, check_pid=check_pid,
-                         max_skew=max_skew, now=now)
+                         max_skew=max_skew, now=now, root=root)
         last = {period: last_bucket(root, kind, sid, problems) for period, kind in PERIODS}
         status = StrategyStatus(sid, verdict, last, open_buckets(saved_state(root, sid, problems)),
                                 problems)

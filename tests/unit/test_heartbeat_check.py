@@ -427,3 +427,13 @@ def test_ts_with_nine_fraction_digits_agrees(root: Path, capsys: pytest.CaptureF
     beat["ts"] = beat["ts"][:-1] + "123Z"  # nanoseconds, as another writer may put them
     atomic_write_json(path, beat)
     assert _check(root, capsys)[0] == 0
+
+
+def test_linked_directory_under_the_root_is_not_followed(
+        root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    _write_beat(elsewhere)  # a live-looking beat, outside the root
+    root.mkdir()
+    (root / "logs").symlink_to(elsewhere / "logs", target_is_directory=True)
+    code, reason = _check(root, capsys)
+    assert code == 1 and "symbolic link" in reason
