@@ -155,3 +155,17 @@ def test_live_strategy_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert code == 0 and out.startswith(f"{SID} | heartbeat ok: running")
     assert "last 1h none" in out and "open 1h none" in out
     assert _main(["status", "--root", str(root), "--strategy", "../x"], capsys)[0] == 2
+
+
+def test_json_with_a_non_utf8_strategy_directory(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    sid = os.fsdecode(b"s-\xff")
+    snap = root / "logs/1h/health_snapshot" / sid / "2024-03-01.jsonl"
+    snap.parent.mkdir(parents=True)
+    snap.write_bytes(b'{"ts": "2024-03-01T00:00:00Z", "equity": 1}\n')
+    code, out, err = _main(["status", "--root", str(root), "--format", "json"], capsys)
+    assert code == 1 and err == ""
+    doc = json.loads(out)
+    assert doc["strategies"][0]["strategy_id"] == "s-\\xff"
+    assert doc["strategies"][0]["last"]["1h"]["equity"] == 1
