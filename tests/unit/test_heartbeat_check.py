@@ -210,7 +210,7 @@ def test_max_age_boundary_passes(root: Path) -> None:
     """A beat exactly max age old still passes; a microsecond more is stale."""
     path = _write_beat(root, interval_s=10)
     unix = read_heartbeat(path)["unix"]
-    assert check(path, now=unix + 30.0) [0] == 0
+    assert check(path, now=unix + 30.0)[0] == 0
     code, reason = check(path, now=unix + 30.000001)
     assert code == 1 and reason.startswith("stale")
     assert check(path, 5.0, now=unix + 5.0)[0] == 0
@@ -301,22 +301,17 @@ def test_pid_reused_by_another_program(root: Path, capsys: pytest.CaptureFixture
         code, reason = _check(root, capsys)
         assert code == 1 and f"pid {other.pid} is not running" in reason
         assert "another program" in reason
-        # an older file (no pid_start): the process began long after the beat's uptime says
+        _write_beat(root, pid=other.pid, pid_start=start)  # that very process: alive
+        assert _check(root, capsys)[0] == 0
+
+        # an older file (no pid_start): the start time the beat implies (unix - uptime_s)
+        # is compared with the process's
         path = _write_beat(root, pid=other.pid, uptime_s=0.0)
         beat = read_heartbeat(path)
         del beat["pid_start"]
-        beat["uptime_s"] = 0.0
-        beat["unix"] = beat["unix"] - 0  # the telemetry "began" now: fine
         atomic_write_json(path, beat)
-        assert _check(root, capsys)[0] == 0
-        beat["uptime_s"] = 0.0
-        beat["unix"], beat["ts"] = _beat_times(time.time() - 1)
-        beat["uptime_s"] = 0.0
-        atomic_write_json(path, beat)
-        assert _check(root, capsys)[0] == 0
-        beat["uptime_s"] = 0.0
-        old = time.time() - 3600  # the beat's process began an hour ago: not this one
-        beat["unix"], beat["ts"] = _beat_times(old)
+        assert _check(root, capsys)[0] == 0  # the beat's process began after this one
+        beat["unix"], beat["ts"] = _beat_times(time.time() - 3600)  # it began an hour ago
         atomic_write_json(path, beat)
         code, reason = _check(root, capsys, "--max-age", "7200")
         assert code == 1 and "another program" in reason
@@ -375,9 +370,8 @@ def test_symlink_to_dev_zero_is_refused_quickly_in_bounded_memory(root: Path) ->
     path = _beat_path(root)
     path.parent.mkdir(parents=True)
     path.symlink_to("/dev/zero")
-    result, rss_kb = run_bounded([_script(), "heartbeat", "check", "--root", str(root),
-                                  "--strategy",
-                                   STRATEGY])
+    argv = [_script(), "heartbeat", "check", "--root", str(root), "--strategy", STRATEGY]
+    result, rss_kb = run_bounded(argv)
     assert result is not None, "the check did not finish"
     assert result.returncode == 1
     lines = result.stderr.decode().splitlines()
