@@ -19,12 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # test data tools
 
 from _common import QUICK, Row, fresh_dir, print_rows, row, save
+from report_headless import Chromium, find_chromium
+from report_synthetic import write_strategy
 
 from ensemble_otel.report import write_report
-from ensemble_otel.report.headless import Chromium, find_chromium
-from ensemble_otel.report.synthetic import write_strategy
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 YEAR_HOURS = 8760

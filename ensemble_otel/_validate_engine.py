@@ -1,4 +1,5 @@
-"""The validation engine: files -> byte ranges -> checked lines -> cross-line checks.
+"""The validation engine: files (see _validate_inputs) -> byte ranges -> checked lines ->
+cross-line checks.
 
 A file is cut into ranges at newlines; each range is checked on its own (in worker
 processes when the input is large), giving per-line problems plus what the cross-line
@@ -12,7 +13,7 @@ import gc
 import multiprocessing
 import os
 import re
-import stat
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,26 +25,24 @@ from typing import Any
 import msgspec
 
 from ensemble_otel import _validate_rules as rules
-from ensemble_otel.contract.registry import RECORD_KINDS, RECORD_KINDS_BY_NAME, RecordKind
+from ensemble_otel._validate_inputs import (
+    Source,
+    Violation,
+    discover,
+    open_sources,
+)
+from ensemble_otel.contract.registry import RECORD_KINDS_BY_NAME
+from ensemble_otel.readers import (
+    HEARTBEAT_MAX_BYTES,
+    MAX_LINE_BYTES,
+    Batch,
+    line_batches,
+    open_regular,
+    too_long,
+)
 
 CHUNK_BYTES = 8 << 20
 PARALLEL_MIN_BYTES = 24 << 20
-STDIN = "-"
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One broken rule. ``line`` is 0 for a problem with the file itself."""
-
-    file: str
-    line: int
-    rule: str
-    message: str
-    field: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.message}"
 
 
 @dataclass(slots=True)
@@ -58,6 +57,8 @@ class Report:
     violations: list[Violation] = field(default_factory=list)  # the first ``cap``
     violation_count: int = 0
     unreadable: list[str] = field(default_factory=list)
+    kinds: dict[str, int] = field(default_factory=dict)  # records read, by kind ("": unknown)
+    unmet: list[str] = field(default_factory=list)  # expectations not met, in words
 
     @property
     def omitted(self) -> int:
@@ -67,161 +68,32 @@ class Report:
     def exit_code(self) -> int:
         if self.unreadable:
             return 2
-        return 1 if self.violation_count else 0
+        return 1 if self.violation_count or self.unmet else 0
 
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """One input: a file (or stdin) and what its location says about its records."""
-
-    name: str  # as shown in messages
-    path: str | None  # None: standard input
-    size: int
-    expect: rules.Expect
-    document: bool = False  # a whole-file JSON document (the heartbeat), not JSONL
-
-
-# --- finding inputs ------------------------------------------------------------------------
-
-
-_DATE_PLACEHOLDERS = {
-    "{YYYY-MM-DD}": r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})",
-    "{YYYY-MM}": r"(?P<date>[0-9]{4}-[0-9]{2})",
-}
-
-
-def _location_regex(kind: RecordKind) -> re.Pattern[str]:
-    pattern = re.escape(kind.path)
-    pattern = pattern.replace(re.escape("{strategy_id}"), r"(?P<strategy_id>[^/]+)")
-    for placeholder, group in _DATE_PLACEHOLDERS.items():
-        pattern = pattern.replace(re.escape(placeholder), group)
-    return re.compile(r"(?:^|/)" + pattern + r"\Z")
-
-
-LOCATIONS: tuple[tuple[re.Pattern[str], RecordKind], ...] = tuple(
-    (_location_regex(kind), kind) for kind in RECORD_KINDS
-)
-
-
-def expect_for(path: str) -> tuple[rules.Expect, Violation | None]:
-    """What the location of ``path`` says about its records (and a bad file-name date)."""
-    posix = os.path.abspath(path).replace(os.sep, "/")
-    for regex, kind in LOCATIONS:
-        m = regex.search(posix)
-        if m is None:
-            continue
-        groups = m.groupdict()
-        date = groups.get("date")
-        directory = posix[m.start():].lstrip("/").rsplit("/", 1)[0] + "/"
-        expect = rules.Expect(kind.name, groups.get("strategy_id"), date, directory,
-                              posix.rsplit("/", 1)[-1])
-        if date is not None and not rules.valid_date(date if len(date) == 10 else date + "-01"):
-            bad = Violation(path, 0, "file-date", f"file name: {date} is not a calendar date")
-            return rules.Expect(kind.name, groups.get("strategy_id")), bad
-        return expect, None
-    return rules.NO_EXPECT, None
-
-
-def _is_document(path: str, expect: rules.Expect) -> bool:
-    if expect.kind is not None:
-        return not RECORD_KINDS_BY_NAME[expect.kind].path.endswith(".jsonl")
-    return path.endswith(".json")
-
-
-def _wanted(path: str) -> bool:
-    """Inside a directory: every ``*.jsonl``, and ``*.json`` at a record kind's location."""
-    if path.endswith(".jsonl"):
-        return True
-    return path.endswith(".json") and expect_for(path)[0].kind is not None
-
-
-def discover(paths: Sequence[str]) -> tuple[list[tuple[str, bool]], list[Violation]]:
-    """Files to read in a stable order, each with whether it was named (not found by a
-    directory walk), and the paths that cannot be read."""
-    files: list[tuple[str, bool]] = []
-    errors: list[Violation] = []
-    for path in paths:
-        if path == STDIN:
-            files.append((STDIN, True))
-        elif os.path.isdir(path):
-            for top, dirs, names in os.walk(path, onerror=_walk_error(errors, path)):
-                dirs.sort()
-                files.extend((os.path.join(top, n), False) for n in sorted(names)
-                             if _wanted(os.path.join(top, n)))
-        elif os.path.lexists(path):
-            files.append((path, True))
-        else:
-            errors.append(Violation(path, 0, "read-error",
-                                    "cannot read: no such file or directory"))
-    return files, errors
-
-
-def _walk_error(errors: list[Violation], root: str) -> Callable[[OSError], None]:
-    def record(exc: OSError) -> None:
-        errors.append(_read_error(exc.filename or root, exc))
-    return record
-
-
-def _read_error(path: str, exc: OSError) -> Violation:
-    reason = exc.strerror or str(exc)
-    try:
-        if os.path.islink(path) and not os.path.exists(path):
-            reason = f"broken symbolic link to {os.readlink(path)}"
-    except OSError:
-        pass
-    return Violation(path, 0, "read-error", f"cannot read: {reason}")
-
-
-def open_sources(files: Iterable[tuple[str, bool]], stdin: Callable[[], bytes]
-                 ) -> tuple[list[Source], dict[int, bytes], list[Violation]]:
-    """Sources (stat'ed, location known), the bytes of streams (stdin, a named pipe given by
-    name) by source index, and the files that cannot be read.
-
-    A pipe or device found by a directory walk is not opened (a FIFO with no writer would
-    block forever): it is reported as unreadable.
-    """
-    sources: list[Source] = []
-    data: dict[int, bytes] = {}
-    errors: list[Violation] = []
-    for path, named in files:
-        if path == STDIN:
-            blob = stdin()
-            data[len(sources)] = blob
-            sources.append(Source("<stdin>", None, len(blob), rules.NO_EXPECT))
-            continue
-        try:
-            mode = os.stat(path).st_mode
-            if not stat.S_ISREG(mode):
-                if not named or stat.S_ISDIR(mode):
-                    errors.append(Violation(path, 0, "read-error",
-                                            "cannot read: not a regular file"))
-                    continue
-                with open(path, "rb") as fh:  # a pipe or device named on the command line
-                    blob = fh.read()
-                data[len(sources)] = blob
-                sources.append(Source(path, None, len(blob), expect_for(path)[0]))
+    def expect(self, expectations: Sequence[tuple[str | None, int]], where: str) -> None:
+        """Check what was read against ``(kind, minimum)`` pairs (kind None: any record);
+        each unmet one is added to ``unmet``."""
+        for kind, minimum in expectations:
+            found = self.records if kind is None else self.kinds.get(kind, 0)
+            if found >= minimum:
                 continue
-            with open(path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                fh.read(1)  # an unreadable file fails here at the latest
-        except OSError as exc:
-            errors.append(_read_error(path, exc))
-            continue
-        expect, bad = expect_for(path)
-        if bad is not None:
-            errors.append(bad)
-        sources.append(Source(path, path, size, expect, _is_document(path, expect)))
-    return sources, data, errors
+            if kind is None:
+                self.unmet.append(f"nothing to validate under {where}: no "
+                                  f"{'file' if not self.files else 'record'} found")
+            else:
+                self.unmet.append(f"expected at least {minimum} {kind} "
+                                  f"record{'s' if minimum != 1 else ''}, found {found}")
 
 
 # --- byte ranges ---------------------------------------------------------------------------
 
 
-def ranges(path: str, size: int, chunk: int = CHUNK_BYTES) -> list[tuple[int, int]]:
+def ranges(path: str, size: int, chunk: int = CHUNK_BYTES, follow: bool = False
+           ) -> list[tuple[int, int]]:
     """Cut ``[0, size)`` into ranges of about ``chunk`` bytes that end after a newline."""
     out: list[tuple[int, int]] = []
     start = 0
-    with open(path, "rb") as fh:
+    with os.fdopen(open_regular(path, follow=follow), "rb") as fh:
         while size - start > chunk:
             pos = start + chunk
             fh.seek(pos)
@@ -259,6 +131,7 @@ class RangeResult:
     # (strategy_id, schema_version) -> its first line
     versions: dict[tuple[str, str], int] = field(default_factory=dict)
     read_error: str | None = None
+    kinds: dict[str, int] = field(default_factory=dict)  # good records by kind ("": unknown)
 
     def add(self, line: int, problem: rules.Problem, cap: int) -> None:
         self.problem_count += 1
@@ -297,6 +170,9 @@ def check_bytes(data: bytes, source: Source, strict: bool, last: bool, cap: int)
         by_kind = _decode_sniffed(lines, utf8_ok)
     bad = _bad_lines(len(lines), [idx for _, idx in by_kind.values()])
     result.records = sum(len(idx) for _, idx in by_kind.values())
+    for kind_name, (_, idx) in by_kind.items():
+        name = kind_name or expect.kind or ""
+        result.kinds[name] = result.kinds.get(name, 0) + len(idx)
 
     last_index = len(lines) - 1
     for i in bad:
@@ -539,21 +415,49 @@ def _cross_line(kind_name: str, recs: list[Any], idx: list[int], expect: rules.E
 # --- running -------------------------------------------------------------------------------
 
 
-# source index, path, start, end, last range of the file, strict, cap
-Job = tuple[int, str, int, int, bool, bool, int]
+# source index, path, start, end, last range of the file, strict, cap, longest line
+Job = tuple[int, str, int, int, bool, bool, int, int]
 
 
-def _run_job(job: Job, sources: Sequence[Source]) -> RangeResult:
-    index, path, start, end, last, strict, cap = job
+def _long_line(skipped: int, max_line: int, cap: int) -> RangeResult:
+    result = RangeResult(lines=1)
+    result.add(0, rules.Problem("line-too-long", too_long(skipped, max_line)), cap)
+    return result
+
+
+def check_batches(batches: Iterable[Batch], source: Source, strict: bool, last: bool,
+                  cap: int, max_line: int) -> Iterator[RangeResult]:
+    """Check a stream of line batches; a skipped over-long line is one problem."""
+    for batch in batches:
+        if batch.skipped:
+            yield _long_line(batch.skipped, max_line, cap)
+        else:
+            yield check_bytes(batch.data, source, strict, last and batch.last, cap)
+
+
+def _run_job(job: Job, sources: Sequence[Source]) -> list[RangeResult]:
+    index, path, start, end, last, strict, cap, max_line = job
+    source = sources[index]
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(open_regular(path, follow=source.follow), "rb") as fh:
             fh.seek(start)
-            data = fh.read(end - start)
+            if source.document or end - start <= max_line:  # no line can be too long
+                data = fh.read(end - start)
+                if len(data) != end - start:
+                    last = True  # the file shrank while being read
+                return [check_bytes(data, source, strict, last, cap)]
+            remaining = end - start
+
+            def read(n: int) -> bytes:
+                nonlocal remaining
+                block = fh.read(min(n, remaining))
+                remaining -= len(block)
+                return block
+
+            return list(check_batches(line_batches(read, max_line=max_line), source, strict,
+                                      last, cap, max_line))
     except OSError as exc:
-        return RangeResult(read_error=exc.strerror or str(exc))
-    if len(data) != end - start:
-        last = True  # the file shrank while being read
-    return check_bytes(data, sources[index], strict, last, cap)
+        return [RangeResult(read_error=exc.strerror or str(exc))]
 
 
 _WORKER_SOURCES: Sequence[Source] = ()
@@ -564,7 +468,7 @@ def _worker_init(sources: Sequence[Source]) -> None:
     _WORKER_SOURCES = sources
 
 
-def _worker_job(job: Job) -> RangeResult:
+def _worker_job(job: Job) -> list[RangeResult]:
     with _no_gc():
         return _run_job(job, _WORKER_SOURCES)
 
@@ -589,44 +493,50 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def _results(sources: Sequence[Source], data: dict[int, bytes], strict: bool, cap: int,
-             workers: int, chunk_bytes: int, parallel_min_bytes: int,
+def _results(sources: Sequence[Source], stdin: Callable[[int], bytes], strict: bool, cap: int,
+             workers: int, chunk_bytes: int, parallel_min_bytes: int, max_line: int,
              ) -> Iterator[tuple[int, RangeResult, int]]:
     """(source index, result, bytes) in source order, range order."""
     jobs: list[Job] = []
     for index, src in enumerate(sources):
-        if index in data or src.path is None:
+        if src.path is None or (src.document and src.size > HEARTBEAT_MAX_BYTES):
             continue
         if src.document or src.size <= chunk_bytes:
             spans = [(0, src.size)]
         else:
             try:
-                spans = ranges(src.path, src.size, chunk_bytes)
+                spans = ranges(src.path, src.size, chunk_bytes, src.follow)
             except OSError:
                 spans = [(0, src.size)]
         for k, (start, end) in enumerate(spans):
-            jobs.append((index, src.path, start, end, k == len(spans) - 1, strict, cap))
+            jobs.append((index, src.path, start, end, k == len(spans) - 1, strict, cap,
+                         max_line))
     total = sum(s.size for s in sources)
     pool = None
     if workers > 1 and len(jobs) > 1 and total >= parallel_min_bytes:
         pool = _context().Pool(min(workers, len(jobs)), _worker_init, (list(sources),))
     try:
-        stream: Iterator[RangeResult] = (
+        stream: Iterator[list[RangeResult]] = (
             pool.imap(_worker_job, jobs) if pool is not None
             else (_run_job(job, sources) for job in jobs)
         )
         pending = iter(zip(jobs, stream, strict=True))
-        for index in range(len(sources)):
-            if index in data:
-                blob = data[index]
-                yield index, check_bytes(blob, sources[index], strict, True, cap), len(blob)
+        for index, src in enumerate(sources):
+            if src.path is None:
+                batches = line_batches(stdin, max_line=max_line, batch_bytes=chunk_bytes)
+                for result in check_batches(batches, src, strict, True, cap, max_line):
+                    yield index, result, 0
+                continue
+            if src.document and src.size > HEARTBEAT_MAX_BYTES:
+                yield index, _too_large(src, cap), src.size
                 continue
             while True:
                 job_and_result = next(pending, None)
                 if job_and_result is None:
                     break
-                job, result = job_and_result
-                yield job[0], result, job[3] - job[2]
+                job, results = job_and_result
+                for k, result in enumerate(results):
+                    yield job[0], result, job[3] - job[2] if k == 0 else 0
                 if job[4]:
                     break
     finally:
@@ -634,21 +544,41 @@ def _results(sources: Sequence[Source], data: dict[int, bytes], strict: bool, ca
             pool.terminate()
 
 
+def _too_large(source: Source, cap: int) -> RangeResult:
+    result = RangeResult(lines=1)
+    result.add(0, rules.Problem("too-large", f"file larger than {HEARTBEAT_MAX_BYTES} bytes: "
+                                "not a heartbeat (not read)"), cap)
+    return result
+
+
 def validate(paths: Sequence[str], *, strict: bool = False, cap: int = 50,
-             workers: int | None = None, stdin: Callable[[], bytes] | None = None,
+             workers: int | None = None, stdin: Callable[[int], bytes] | None = None,
              progress: Callable[[int, int], None] | None = None,
              chunk_bytes: int = CHUNK_BYTES, parallel_min_bytes: int = PARALLEL_MIN_BYTES,
+             max_line: int = MAX_LINE_BYTES, follow: bool = True,
              ) -> Report:
     """Validate files, directories (recursively) and ``-`` (standard input).
 
     ``cap`` bounds the violations kept (0: all); the count covers all of them.
     ``progress(done, total)`` is called with bytes after each range. Files are read in
     ranges of about ``chunk_bytes``, by ``workers`` processes when the input has at least
-    ``parallel_min_bytes`` (default: the usable cores).
+    ``parallel_min_bytes`` (default: the usable cores). ``stdin(n)`` reads up to n bytes of
+    ``-`` (default: the process's standard input). A line longer than ``max_line`` bytes
+    is a violation and is skipped unread. ``follow=False``: a symbolic link named in
+    ``paths`` is refused too (walks never follow one).
     """
-    read_stdin = stdin or (lambda: __import__("sys").stdin.buffer.read())
+    stdin_bytes = 0
+
+    def read_stdin(n: int) -> bytes:
+        nonlocal stdin_bytes
+        block = (stdin or sys.stdin.buffer.read)(n)
+        stdin_bytes += len(block)
+        return block
+
     files, errors = discover(paths)
-    sources, data, open_errors = open_sources(files, read_stdin)
+    if not follow:
+        files = [(path, False) for path, _ in files]
+    sources, open_errors = open_sources(files)
     errors += open_errors
     report = Report(strict=strict, files=len(sources))
     report.bytes = sum(s.size for s in sources)
@@ -659,13 +589,14 @@ def validate(paths: Sequence[str], *, strict: bool = False, cap: int = 50,
         merger.file_problem(v)
     done = 0
     with _no_gc():
-        for index, result, nbytes in _results(sources, data, strict, cap, workers,
-                                              chunk_bytes, parallel_min_bytes):
+        for index, result, nbytes in _results(sources, read_stdin, strict, cap, workers,
+                                              chunk_bytes, parallel_min_bytes, max_line):
             merger.add(index, result)
             done += nbytes
             if progress is not None:
                 progress(done, report.bytes)
         merger.finish()
+    report.bytes += stdin_bytes
     return report
 
 
@@ -712,6 +643,8 @@ class _Merger:
             return
         self.report.lines += result.lines
         self.report.records += result.records
+        for kind, count in result.kinds.items():
+            self.report.kinds[kind] = self.report.kinds.get(kind, 0) + count
         for line, p in result.problems:
             self._keep(index, Violation(src.name, base + line + 1, p.rule, p.message, p.field))
         self.report.violation_count += result.problem_count - len(result.problems)

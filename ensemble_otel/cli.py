@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -14,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("ensemble_otel.validate", "validate emitted JSONL records"),
     "report": ("ensemble_otel.report.cli", "write a self-contained HTML report"),
     "demo": ("ensemble_otel.demo.cli", "replay real market data through a paper bot"),
+    "status": ("ensemble_otel.status", "one line per strategy: heartbeat and buckets"),
 }
 
 
@@ -33,10 +35,23 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def strategy_id(text: str) -> str:
+    """An argparse ``type`` for a strategy id (the contract's pattern: no path in it)."""
+    from ensemble_otel.contract.registry import STRATEGY_ID_PATTERN
+
+    if not re.fullmatch(STRATEGY_ID_PATTERN, text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a strategy id (must match {STRATEGY_ID_PATTERN})")
+    return text
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    from ensemble_otel._version import __version__
+
     parser = argparse.ArgumentParser(
         prog="ensemble-otel", description="Ensemble trading-bot telemetry tools."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
         if only is None or name == only:

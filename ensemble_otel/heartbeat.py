@@ -30,6 +30,21 @@ from ensemble_otel.settings import Settings
 _log = logging.getLogger("ensemble_otel")
 
 STATES = ("starting", "running", "stopping", "stopped")
+# What readers (heartbeat check, status, report) take as proof of life:
+INTERVALS_PER_MAX_AGE = 3  # a beat older than 3 x the interval_s it states is stale
+DEFAULT_MAX_SKEW = 300.0  # seconds a beat may be ahead of the reader's clock (clock skew)
+
+
+def process_start(pid: int) -> int | None:
+    """Start time of process ``pid`` (field 22 of ``/proc/<pid>/stat``: clock ticks since
+    boot), or None where it cannot be read. With the host and pid it names one process."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as fh:
+            raw = fh.read(4096)
+        # the command name (field 2) is in parentheses and may hold spaces or ')'
+        return int(raw[raw.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def iso_utc(unix: float) -> str:
@@ -57,6 +72,7 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._host = socket.gethostname()
         self._error_at = -float("inf")
+        self._pid_start: tuple[int, int | None] | None = None  # (pid, its start time)
         self.on_beat: list[Callable[[str], None]] = []
 
     def uptime(self) -> float:
@@ -95,7 +111,14 @@ class Heartbeat:
             "uptime_s": round(self.uptime(), 6),
             "interval_s": s.heartbeat_interval,
             "environment": s.environment,
+            "pid_start": self._own_start(),
         }
+
+    def _own_start(self) -> int | None:
+        pid = os.getpid()
+        if self._pid_start is None or self._pid_start[0] != pid:  # read again after a fork
+            self._pid_start = (pid, process_start(pid))
+        return self._pid_start[1]
 
     def write(self, unix: float, state: str | None = None) -> bool:
         """Replace the beat file. Fails soft: returns False and logs at most once a minute."""
@@ -155,11 +178,15 @@ class HeartbeatFileExporter(MetricExporter):
         return None
 
 
-def read_heartbeat(path: Path) -> dict[str, Any]:
-    """Read a beat file (raises OSError or ValueError)."""
+def read_heartbeat(path: Path, root: Path | None = None) -> dict[str, Any]:
+    """Read a beat file: a regular file (no symbolic link, FIFO or device; with ``root``, no
+    linked directory below it either) of at most 64 KiB holding one JSON object. Raises
+    OSError (``readers.RefusedFile`` for a refused path) or ValueError."""
     import orjson
 
-    data = orjson.loads(path.read_bytes())
+    from ensemble_otel.readers import HEARTBEAT_MAX_BYTES, read_limited
+
+    data = orjson.loads(read_limited(path, HEARTBEAT_MAX_BYTES, root=root))
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data

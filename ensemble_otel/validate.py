@@ -8,9 +8,18 @@ under the root, else from its fields), unknown fields rejected, timestamps ISO-8
 no duplicate (strategy_id, period, ts) bucket across all files, one schema_version per
 strategy, the period and strategy_id matching the directory, ts matching the file's date.
 
+Nothing read is a failure: no file, or no record, gives exit 1 ("nothing to validate
+under PATH") unless ``--allow-empty``; ``--expect KIND[:N]`` asks for at least N records of
+a kind (repeatable).
+
+Only regular files are read (a FIFO, device or socket is refused, exit 2; ``-`` reads
+standard input as a stream); a directory walk never follows a symbolic link; a line
+longer than 16 MiB (``readers.MAX_LINE_BYTES``) is a violation and is skipped unread.
+
 Output: ``file:line: reason`` per violation (the first ``--max-errors``, then a count of
-the rest) and a summary line; ``--format json`` for machines. Exit codes: 0 clean,
-1 violations, 2 usage error or unreadable input (named on stderr).
+the rest) and a summary line, control characters and non-UTF-8 bytes escaped;
+``--format json`` for machines. Exit codes: 0 clean, 1 violations or unmet expectations,
+2 usage error or unreadable input (named on stderr).
 
 Also runs as ``python -m ensemble_otel.validate``.
 """
@@ -28,6 +37,9 @@ import orjson
 
 from ensemble_otel._validate_engine import Report, validate
 from ensemble_otel.cli import int_at_least
+from ensemble_otel.contract.registry import RECORD_KINDS_BY_NAME
+from ensemble_otel.readers import MAX_LINE_BYTES
+from ensemble_otel.terminal import escape, json_text
 
 __all__ = ["Report", "main", "register", "run", "validate"]
 
@@ -41,9 +53,16 @@ permissive (default): every line is a JSON object with non-empty string
   timestamps, no duplicate (strategy_id, period, ts) bucket in any file, one
   schema_version per strategy, period and strategy_id matching the directory,
   ts matching the file name's date."""
-EPILOG = """\
-output: file:line: reason, one per violation, then a summary line.
-exit codes: 0 clean, 1 violations, 2 usage error or unreadable input."""
+EPILOG = f"""\
+nothing read (no file, no record) fails unless --allow-empty; --expect KIND[:N]
+  asks for at least N (default 1) records of KIND ({", ".join(RECORD_KINDS_BY_NAME)}).
+only regular files are read (FIFOs, devices, sockets: exit 2; '-' is standard input);
+  directory walks never follow symbolic links; a line over {MAX_LINE_BYTES} bytes is
+  reported and skipped.
+output: file:line: reason, one per violation, then a summary line (control characters
+  and non-UTF-8 bytes escaped).
+exit codes: 0 clean, 1 violations or unmet expectations, 2 usage error or unreadable
+  input."""
 DEFAULT_MAX_ERRORS = 50
 PROGRESS_MIN_BYTES = 32 << 20
 _PROG = "ensemble-otel validate"
@@ -64,6 +83,22 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0: all); the rest are counted")
     parser.add_argument("--jobs", type=int_at_least(1), default=None, metavar="N",
                         help="worker processes for large inputs (default: the usable cores)")
+    parser.add_argument("--expect", type=expectation, action="append", default=[],
+                        metavar="KIND[:N]",
+                        help="fail unless at least N (default 1) records of KIND were read "
+                             f"(repeatable; kinds: {', '.join(RECORD_KINDS_BY_NAME)})")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="exit 0 when nothing was read (default: 'nothing to validate' "
+                             "is a failure)")
+
+
+def expectation(text: str) -> tuple[str, int]:
+    """An argparse ``type`` for ``KIND[:N]``."""
+    kind, _, count = text.partition(":")
+    if kind not in RECORD_KINDS_BY_NAME:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: unknown record kind {kind!r} (one of {', '.join(RECORD_KINDS_BY_NAME)})")
+    return kind, int_at_least(1)(count) if count else 1
 
 
 def register(subparsers: Any) -> None:
@@ -108,7 +143,7 @@ def _input_bytes(paths: Sequence[str]) -> int:
     for path in paths:
         try:
             if os.path.isdir(path):
-                for top, _, names in os.walk(path):
+                for top, _, names in os.walk(path):  # sizes only: nothing is opened
                     total += sum(_size(os.path.join(top, n)) for n in names)
             elif path != "-":
                 total += _size(path)
@@ -119,7 +154,7 @@ def _input_bytes(paths: Sequence[str]) -> int:
 
 def _size(path: str) -> int:
     try:
-        return os.stat(path).st_size
+        return os.lstat(path).st_size
     except OSError:
         return 0
 
@@ -138,12 +173,14 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
     finally:
         if progress is not None:
             progress.close()
+    wanted: list[tuple[str | None, int]] = [] if args.allow_empty else [(None, 1)]
+    report.expect(wanted + list(args.expect), ", ".join(args.paths))
     if args.format == "json":
         out.write(orjson.dumps(as_json(report), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         write_text(report, out)
     for name in report.unreadable:
-        err.write(f"{_PROG}: cannot read {name}\n")
+        err.write(f"{_PROG}: cannot read {escape(name)}\n")
     return report.exit_code
 
 
@@ -160,10 +197,12 @@ def as_json(report: Report) -> dict[str, Any]:
         "violation_count": report.violation_count,
         "violations_shown": len(report.violations),
         "violations_omitted": report.omitted,
-        "unreadable": report.unreadable,
+        "unreadable": [json_text(name) for name in report.unreadable],
+        "kinds": report.kinds,
+        "unmet": [json_text(text) for text in report.unmet],
         "violations": [
-            {"file": v.file, "line": v.line, "rule": v.rule, "field": v.field,
-             "message": v.message}
+            {"file": json_text(v.file), "line": v.line, "rule": v.rule, "field": v.field,
+             "message": json_text(v.message)}
             for v in report.violations
         ],
     }
@@ -171,12 +210,14 @@ def as_json(report: Report) -> dict[str, Any]:
 
 def write_text(report: Report, out: TextIO) -> None:
     for v in report.violations:
-        out.write(f"{v}\n")
+        out.write(f"{escape(str(v))}\n")
     if report.omitted:
         out.write(f"... and {_n(report.omitted, 'more violation')} (--max-errors 0 shows all)\n")
     mode = "strict" if report.strict else "permissive"
     head = "OK" if report.exit_code == 0 else "FAILED"
     unreadable = f", {len(report.unreadable)} unreadable" if report.unreadable else ""
+    for text in report.unmet:
+        out.write(f"{escape(text)}\n")
     out.write(f"{head} ({mode}): {_n(report.violation_count, 'violation')} in "
               f"{_n(report.files, 'file')}{unreadable}, {_n(report.lines, 'line')}, "
               f"{_n(report.records, 'record')}\n")

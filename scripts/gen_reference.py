@@ -129,7 +129,45 @@ def render() -> str:
                       [[f"`{f.name}`", f.type, _rules(kind, f), f.description]
                        for f in kind.fields])
         out.append("")
+    out += _cli()
     return "\n".join(out) + "\n" + FILES_AND_PERMISSIONS
+
+
+def _cli() -> list[str]:
+    """The readers' command lines and the limits they apply (values from the code)."""
+    from ensemble_otel.heartbeat import DEFAULT_MAX_SKEW, INTERVALS_PER_MAX_AGE
+    from ensemble_otel.readers import HEARTBEAT_MAX_BYTES, MAX_LINE_BYTES
+
+    kinds = ", ".join(f"`{k.name}`" for k in registry.RECORD_KINDS)
+    return [
+        "## Command line (`ensemble-otel ...` or `python -m ensemble_otel ...`)",
+        "",
+        "Every reader opens regular files only (a FIFO, device or socket is refused), never",
+        "follows a symbolic link found under a root, reads a heartbeat file up to "
+        f"{HEARTBEAT_MAX_BYTES} bytes",
+        f"and a JSONL line up to {MAX_LINE_BYTES} bytes (a longer line is reported as",
+        "`file:line: line longer than N bytes` and skipped unread), and prints names and",
+        "values with control characters and non-UTF-8 bytes escaped (`\\n`, `\\x1b`, "
+        "`\\xff`).",
+        "",
+        "| command | exit 0 | exit 1 | exit 2 |",
+        "|---|---|---|---|",
+        "| `heartbeat check [--root R] [--strategy S] [--max-age S] [--max-skew S] [--no-pid]` "
+        "| the beat proves a live process | missing, unreadable, not the heartbeat schema, "
+        "another strategy, `ts`/`unix` disagreeing, from the future (over "
+        f"`--max-skew`, default {DEFAULT_MAX_SKEW:g} s), stopping/stopped, pid not running on "
+        f"this host, older than `--max-age` (default {INTERVALS_PER_MAX_AGE} x the file's "
+        "`interval_s`; exactly that age passes) | usage |",
+        "| `validate [--strict] [--expect KIND[:N]]... [--allow-empty] [--format json] "
+        "PATH...` | every record passes | violations, nothing read (no file or no record), "
+        f"an unmet `--expect` (kinds: {kinds}) | usage, unreadable or refused input |",
+        "| `status [--root R] [--strategy S] [--format json] [--no-pid]` | every strategy's "
+        "heartbeat proves a live process | one does not, or no strategy found | usage |",
+        "| `report [ROOT] [-o FILE] ...` | something charted | nothing to chart, or ROOT "
+        "missing (never created; nothing written without `-o`) | usage |",
+        "| `--version` | prints `ensemble-otel VERSION` | | |",
+        "",
+    ]
 
 
 def render_records_brief() -> str:

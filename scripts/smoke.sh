@@ -9,11 +9,14 @@
 #   2. wait for its heartbeat file
 #   3. `ensemble-otel heartbeat check`, at start and again after SMOKE_SECONDS
 #   4. stop it with SIGTERM: it must exit 0 and leave the heartbeat in state 'stopped'
-#   5. `ensemble-otel validate --strict` on everything it wrote
+#   5. `ensemble-otel validate --strict --expect ...` on everything it wrote (nothing
+#      written, or no heartbeat, event or hourly snapshot, fails)
 #
 # Environment: SMOKE_SECONDS (default 10), SMOKE_TIMEOUT (seconds to wait for the first
 # beat and for the exit, default 60), SMOKE_DIR (work directory; default a new temp dir,
-# removed on success unless SMOKE_KEEP=1), SMOKE_STRATEGY (default smoke).
+# removed on success unless SMOKE_KEEP=1), SMOKE_STRATEGY (default smoke), SMOKE_EXPECT
+# (record kinds `validate --expect` must find, KIND[:N] each; default: heartbeat, plus
+# event and health_snapshot_1h for the demo).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,7 +33,10 @@ mkdir -p "$work"
 
 if [ "$#" -gt 0 ]; then
   bot=("$@")
+  expect=${SMOKE_EXPECT:-heartbeat}
 else
+  # the demo trades and closes hours: its events and hourly snapshots must be there
+  expect=${SMOKE_EXPECT:-heartbeat event health_snapshot_1h}
   # EUR/USD hourly bars at 50 bars a second: more than SMOKE_SECONDS of data
   bot=(ensemble-otel demo --data EURUSD --speed 180000 --no-report)
 fi
@@ -108,9 +114,13 @@ if ensemble-otel heartbeat check --root "$root" --strategy "$strategy" 2>/dev/nu
 fi
 sed 's/^/  bot | /' "$work/bot.out"
 
-step 5/5 "ensemble-otel validate --strict $root"
+step 5/5 "ensemble-otel validate --strict (expecting: $expect) $root"
 if python -c 'import ensemble_otel.validate' 2>/dev/null; then
-  ensemble-otel validate --strict "$root" || fail 5/5 "strict validation of $root failed"
+  # a run that wrote nothing must not pass: what must be there is SMOKE_EXPECT
+  expect_args=()
+  for kind in $expect; do expect_args+=(--expect "$kind"); done
+  ensemble-otel validate --strict "${expect_args[@]}" "$root" ||
+    fail 5/5 "strict validation of $root failed (expected: $expect)"
 else
   echo "skipped: ensemble_otel.validate is not installed"
 fi

@@ -171,6 +171,11 @@ HEARTBEAT = RecordKind(
         Field("uptime_s", "number", "Seconds since the telemetry started.", minimum=0),
         Field("interval_s", "number", "Configured heartbeat interval.", minimum=0),
         Field("environment", "string", "paper or live.", enum=("paper", "live")),
+        Field("pid_start", "integer",
+              "Start time of the process: field 22 of /proc/<pid>/stat (clock ticks since "
+              "boot); with host and pid it names one process, so a reused pid is told "
+              "apart. Null where /proc is not available; absent in older files.",
+              nullable=True, required=False, minimum=0),
     ),
 )
 
@@ -225,6 +230,11 @@ EVENT = RecordKind(
 )
 
 RECORD_KINDS: tuple[RecordKind, ...] = (HEARTBEAT, HEALTH_1H, HEALTH_24H, EVENT)
+
+# Files under PAPER_TRADING_ROOT that are not records (same placeholders as the kinds).
+HEALTH_STATE_PATH = "state/health/{strategy_id}.json"  # + ".wal", its journal
+STRATEGY_LOCK_PATH = "state/{strategy_id}.lock"
+REPORT_PATH = "report.html"
 RECORD_KINDS_BY_NAME: dict[str, RecordKind] = {k.name: k for k in RECORD_KINDS}
 
 PERIOD_FIELD = "period"

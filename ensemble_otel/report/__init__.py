@@ -12,11 +12,17 @@ chart library (uPlot) and its script, and its Content-Security-Policy forbids an
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from ensemble_otel.contract.registry import REPORT_PATH
+from ensemble_otel.paths import report_path
 
 from .load import PERIODS, load
 from .payload import build
@@ -25,7 +31,7 @@ from .render import render
 __all__ = ["DEFAULT_ROOT", "PERIODS", "ReportResult", "default_root", "write_report"]
 
 DEFAULT_ROOT = Path("paper_trading_outputs")
-REPORT_NAME = "report.html"
+REPORT_NAME = REPORT_PATH  # relative to the root
 
 
 def default_root() -> Path:
@@ -51,6 +57,33 @@ class ReportResult:
         return bool(self.charted)
 
 
+PAGE_MODE = 0o640
+
+
+def write_page(output: Path, data: bytes) -> None:
+    """Replace ``output`` with ``data``: a temp file with an unpredictable name created
+    beside it (O_EXCL, never through a symbolic link), mode 0640 whatever the umask, then
+    renamed over ``output`` (a link at ``output`` is replaced, not followed)."""
+    tmp = output.with_name(f".{output.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 PAGE_MODE)
+    try:
+        os.fchmod(fd, PAGE_MODE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, output)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_report(
     root: Path,
     output: Path | None = None,
@@ -65,18 +98,23 @@ def write_report(
     `start`/`end` are unix seconds (inclusive) on the bucket start; see
     `ensemble_otel.report.times.parse_bound` for the CLI's text forms. Bad or missing input
     never raises: the page says what is missing. Raises ValueError for a bad `period` or
-    strategy id, and OSError only when the page itself cannot be written.
+    strategy id, FileNotFoundError when `root` does not exist and no `output` is given (the
+    root is never created), and OSError when the page itself cannot be written.
     """
     root = Path(root)
-    output = Path(output) if output is not None else root / REPORT_NAME
+    if output is None:
+        if not root.is_dir():  # never create the root it was pointed at
+            raise FileNotFoundError(
+                errno.ENOENT, f"the root directory {root} does not exist (nothing written; "
+                "-o FILE writes a page that says so)", str(root))
+        output = report_path(root)
+    output = Path(output)
     ds = load(root, period=period, strategies=list(strategies) if strategies else None,
               start=start, end=end)
     payload = build(ds, now=time.time())
     page = render(payload)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, output)
+    output.parent.mkdir(parents=True, exist_ok=True)  # an explicit -o FILE's directory
+    write_page(output, page.encode("utf-8"))
     return ReportResult(
         path=output,
         strategies=tuple(s.strategy_id for s in ds.strategies),

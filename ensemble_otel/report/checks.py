@@ -57,6 +57,16 @@ def _field_problem(field: Field, value: Any) -> str | None:
     return None
 
 
+# What a record of each kind cannot be drawn without; any other field may be missing (an
+# older or partial record): it is charted with what it has and the page's notes say so.
+ESSENTIAL: dict[str, tuple[str, ...]] = {
+    "heartbeat": ("ts", "unix", "strategy_id"),
+    "event": ("ts", "event", "strategy_id"),
+}
+ESSENTIAL_DEFAULT = ("ts", "strategy_id")
+TOLERATED_RULES = ("missing", "unknown-field")  # validator rules that become notes
+
+
 def permissive_check(kind: RecordKind, record: dict[str, Any]) -> list[str]:
     """Reasons `record` breaks `kind`'s contract; empty when usable. Extra fields pass."""
     reasons: list[str] = []
@@ -69,6 +79,19 @@ def permissive_check(kind: RecordKind, record: dict[str, Any]) -> list[str]:
         if problem:
             reasons.append(problem)
     return reasons
+
+
+def missing_fields(kind: RecordKind, record: dict[str, Any]) -> list[str]:
+    """Required fields of `kind` the record lacks."""
+    return [f.name for f in kind.fields if f.required and f.name not in record]
+
+
+def unknown_fields(kind: RecordKind, record: dict[str, Any]) -> list[str]:
+    """Fields the contract does not know (a newer writer's), for kinds without extras."""
+    if kind.additional_fields:
+        return []
+    known = set(kind.field_names())
+    return [name for name in record if name not in known]
 
 
 @dataclass(slots=True)
@@ -98,12 +121,15 @@ def contract_verdicts(paths: Sequence[Path], root: Path | None = None) -> Contra
     if not paths:
         return ContractVerdicts(source="ensemble-otel validate --strict")
     try:
-        report = validate([str(p) for p in paths], strict=True, cap=0, workers=1)
+        report = validate([str(p) for p in paths], strict=True, cap=0, workers=1,
+                          follow=False)
     except Exception as exc:  # a report must still be written; say why below the table
         return ContractVerdicts(unavailable=f"ensemble_otel.validate failed: {exc!r}")
     verdicts = ContractVerdicts(source="ensemble-otel validate --strict")
     prefix = f"{root}/" if root is not None else None
     for v in report.violations:
+        if v.rule in TOLERATED_RULES:  # a missing or newer field: a note, not a hole
+            continue
         message = v.message.replace(prefix, "") if prefix else v.message  # paths as listed
         # A change of schema_version is worth a note, not a hole in the charts: the record
         # itself is valid, so it stays drawn and the file gets a note.
@@ -113,7 +139,8 @@ def contract_verdicts(paths: Sequence[Path], root: Path | None = None) -> Contra
 
 
 def parse_line(kind: RecordKind, line: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """One JSONL line -> (record, None) or (None, reason)."""
+    """One JSONL line -> (record, None) or (None, reason). A record missing a field other
+    than the few it cannot be drawn without is usable (see `missing_fields`)."""
     if not line.strip():
         return None, "empty line"
     try:
@@ -122,7 +149,10 @@ def parse_line(kind: RecordKind, line: bytes) -> tuple[dict[str, Any] | None, st
         return None, f"not valid JSON ({exc})"
     if not isinstance(value, dict):
         return None, f"expected a JSON object, got {type(value).__name__}"
-    reasons = permissive_check(kind, value)
+    essential = ESSENTIAL.get(kind.name, ESSENTIAL_DEFAULT)
+    reasons = [r for r in permissive_check(kind, value)
+               if not r.endswith(": required field is missing")
+               or r.split(":", 1)[0] in essential]
     if reasons:
         return None, "; ".join(reasons)
     return value, None

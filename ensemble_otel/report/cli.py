@@ -7,12 +7,12 @@ could only say what is missing (it is still written), 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ensemble_otel.contract.registry import STRATEGY_ID_PATTERN
+from ensemble_otel.cli import strategy_id
+from ensemble_otel.terminal import escape
 
 from . import PERIODS, REPORT_NAME, default_root, write_report
 from .times import parse_bound
@@ -29,13 +29,6 @@ def _bound(end: bool) -> Callable[[str], float]:
     return parse
 
 
-def _strategy_id(text: str) -> str:
-    if not re.fullmatch(STRATEGY_ID_PATTERN, text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a strategy id (must match {STRATEGY_ID_PATTERN})")
-    return text
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "report",
@@ -48,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="PAPER_TRADING_ROOT to read (default: $PAPER_TRADING_ROOT, else "
                         "./paper_trading_outputs)")
     p.add_argument("--strategy", action="append", metavar="S", dest="strategies",
-                   type=_strategy_id,
+                   type=strategy_id,
                    help="only this strategy id (repeat for several; default: all found)")
     p.add_argument("--period", choices=PERIODS, default="1h",
                    help="health snapshot bucket to chart (default: 1h)")
@@ -70,13 +63,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = write_report(root, args.output, strategies=args.strategies,
                               period=args.period, start=args.start, end=args.end)
+    except FileNotFoundError as exc:
+        if args.output is not None:
+            print(f"ensemble-otel report: cannot write the page: {escape(str(exc))}",
+                  file=sys.stderr)
+        else:
+            print(f"ensemble-otel report: missing: {escape(exc.strerror or str(exc))}",
+                  file=sys.stderr)
+        return 1
     except OSError as exc:
-        print(f"ensemble-otel report: cannot write the page: {exc}", file=sys.stderr)
+        print(f"ensemble-otel report: cannot write the page: {escape(str(exc))}",
+              file=sys.stderr)
         return 1
     for problem in result.problems:
-        print(f"ensemble-otel report: missing: {problem}", file=sys.stderr)
+        print(f"ensemble-otel report: missing: {escape(problem)}", file=sys.stderr)
     if result.bad_lines:
         print(f"ensemble-otel report: skipped {result.bad_lines} bad lines of {result.lines} "
               "(listed in the page)", file=sys.stderr)
-    print(result.path)
+    print(escape(str(result.path)))
     return 0 if result.ok else 1

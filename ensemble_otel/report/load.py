@@ -6,8 +6,10 @@ the reason. Nothing here raises on bad data: what is missing becomes a note on t
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,22 @@ from ensemble_otel.contract.registry import (
     STRATEGY_ID_PATTERN,
     RecordKind,
 )
+from ensemble_otel.paths import RecordFile, dir_hint, record_files, scan
+from ensemble_otel.readers import (
+    HEARTBEAT_MAX_BYTES,
+    line_batches,
+    open_regular,
+    read_limited,
+    too_long,
+)
 
-from .checks import ContractVerdicts, contract_verdicts, parse_line
-from .layout import RecordFile, record_files, strategy_dir_hint
+from .checks import (
+    ContractVerdicts,
+    contract_verdicts,
+    missing_fields,
+    parse_line,
+    unknown_fields,
+)
 from .times import parse_utc
 
 PERIODS: tuple[str, ...] = next(
@@ -121,32 +136,58 @@ def _partition_wanted(rf: RecordFile, start: float | None, end: float | None) ->
     return not (end is not None and lo - PARTITION_SLACK_S > end)
 
 
-def _split_lines(data: bytes, document: bool) -> list[bytes]:
-    if document:  # the heartbeat: one JSON document, whatever its layout
-        return [data.strip()]
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines
+def _lines(path: Path, kind: RecordKind, validation: Validation, stat: FileStat
+           ) -> Iterator[bytes | None]:
+    """The lines of a record file, read as every reader does (a regular file, no link
+    followed, a heartbeat up to 64 KiB, JSONL streamed); None for a line too long to read,
+    which is listed as bad. A file that cannot be read is listed and gives nothing."""
+    try:
+        if not kind.path.endswith(".jsonl"):  # the heartbeat: one JSON document
+            yield read_limited(path, HEARTBEAT_MAX_BYTES).strip()
+            return
+        fd = open_regular(path)
+    except OSError as exc:
+        validation.bad(stat, 0, f"cannot read the file: {exc.strerror or exc}")
+        return
+    number = 0
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            for batch in line_batches(fh.read):
+                if batch.skipped:
+                    number += 1
+                    validation.bad(stat, number, too_long(batch.skipped))
+                    yield None
+                    continue
+                lines = batch.data.split(b"\n")
+                if lines[-1] == b"":
+                    lines.pop()
+                number += len(lines)
+                yield from lines
+        except OSError as exc:
+            validation.bad(stat, number + 1, f"cannot read on: {exc.strerror or exc}")
 
 
 def _read(
     root: Path, rf: RecordFile, kind: RecordKind, validation: Validation,
     verdicts: ContractVerdicts, expect: dict[str, str],
+    buckets: dict[float, str] | None = None,
 ) -> list[tuple[float, dict[str, Any]]]:
-    """Good records of one file with their time; bad lines go to `validation`."""
+    """Good records of one file with their time; bad lines go to `validation`.
+
+    ``buckets`` (snapshots): bucket time -> where it was first seen; a later record of the
+    same bucket is a bad line (the validator flags it too, unless the record breaks
+    another rule first, such as a missing field, which the report tolerates)."""
     stat = FileStat(rf.path.relative_to(root).as_posix(), kind.name)
     validation.files.append(stat)
-    try:
-        data = rf.path.read_bytes()
-    except OSError as exc:
-        validation.bad(stat, 0, f"cannot read the file: {exc.strerror or exc}")
-        return []
     for reason in verdicts.reasons(rf.path, 0):  # the file itself, e.g. its name
         validation.notes.append(f"{stat.path}: {reason}")
     out: list[tuple[float, dict[str, Any]]] = []
-    for number, line in enumerate(_split_lines(data, not kind.path.endswith(".jsonl")), 1):
+    lacking: Counter[str] = Counter()
+    extra: Counter[str] = Counter()
+    for number, line in enumerate(_lines(rf.path, kind, validation, stat), 1):
         stat.lines += 1
+        if line is None:
+            continue
         flagged = verdicts.reasons(rf.path, number)
         if flagged:
             validation.bad(stat, number, "; ".join(flagged))
@@ -162,8 +203,26 @@ def _read(
         except (TypeError, ValueError):
             validation.bad(stat, number, f"ts: {record['ts']!r} is not an ISO-8601 date-time")
             continue
+        if buckets is not None:
+            first = buckets.setdefault(t, f"{stat.path}:{number}")
+            if first != f"{stat.path}:{number}":
+                validation.bad(stat, number, f"duplicate bucket: ts {record['ts']} is already "
+                               f"at {first}")
+                continue
+        lacking.update(missing_fields(kind, record))
+        extra.update(unknown_fields(kind, record))
         out.append((t, record))
+    if lacking:
+        validation.notes.append(f"{stat.path}: records without {_counted(lacking)}: charted "
+                                "with the fields they have")
+    if extra:
+        validation.notes.append(f"{stat.path}: fields the contract does not know (a newer "
+                                f"writer?): {_counted(extra)}")
     return out
+
+
+def _counted(counter: Counter[str]) -> str:
+    return ", ".join(f"{name} ({n})" for name, n in sorted(counter.items()))
 
 
 def _mismatch(record: dict[str, Any], expect: dict[str, str]) -> str | None:
@@ -210,13 +269,16 @@ def load(
                         "or pass ROOT)")
     else:
         for k in (kind, HEARTBEAT, EVENT):
-            for rf in record_files(root, k):
+            files = scan(root, k)
+            for rf in files.files:
                 found.setdefault(rf.strategy_id, []).append(rf)
+            validation.notes.extend(f"{path.relative_to(root).as_posix()}: {why}"
+                                    for path, why in files.refused)
     ids = list(dict.fromkeys(strategies)) if strategies else sorted(found)
     if not ids and exists:
         problems.append(
-            f"no records under {root}: looked for {strategy_dir_hint(kind)}<strategy>/, "
-            f"{strategy_dir_hint(HEARTBEAT)}<strategy>.json and {strategy_dir_hint(EVENT)}"
+            f"no records under {root}: looked for {dir_hint(kind)}<strategy>/, "
+            f"{dir_hint(HEARTBEAT)}<strategy>.json and {dir_hint(EVENT)}"
             "<strategy>/"
         )
     if strategies and exists:
@@ -257,15 +319,16 @@ def _load_strategy(
     sid = plan.strategy_id
     sd = StrategyData(sid)
     rows: list[tuple[float, dict[str, Any]]] = []
+    buckets: dict[float, str] = {}
     for rf in plan.snapshots:
         for t, rec in _read(root, rf, kind, validation, verdicts,
-                            {"strategy_id": sid, "period": period}):
+                            {"strategy_id": sid, "period": period}, buckets):
             if _in_range(t, start, end):
                 rows.append((t, rec))
     rows.sort(key=lambda r: r[0])  # stable: same-time records keep file order
     sd.times = [t for t, _ in rows]
     sd.snapshots = [r for _, r in rows]
-    where = f"{strategy_dir_hint(kind)}{sid}/"
+    where = f"{dir_hint(kind)}{sid}/"
     if not plan.snapshot_files_exist:
         sd.notes.append(f"no {period} health snapshot files ({where})")
     elif not sd.snapshots:
@@ -279,7 +342,7 @@ def _load_strategy(
             sd.notes.append(f"the heartbeat file {hb.path.relative_to(root).as_posix()} is "
                             "unusable (see the files read)")
     else:
-        sd.notes.append(f"no heartbeat file ({strategy_dir_hint(HEARTBEAT)}{sid}.json)")
+        sd.notes.append(f"no heartbeat file ({dir_hint(HEARTBEAT)}{sid}.json)")
 
     for rf in plan.events:
         for t, rec in _read(root, rf, EVENT, validation, verdicts, {"strategy_id": sid}):

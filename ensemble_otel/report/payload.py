@@ -6,11 +6,13 @@ only, and tests read these numbers back to compare them with the files.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
 
 from ensemble_otel.contract.registry import EVENT
+from ensemble_otel.heartbeat import DEFAULT_MAX_SKEW, INTERVALS_PER_MAX_AGE
 
 from .charts import CHARTS, COLUMNS, NEGATIVE_COLOR
 from .load import Dataset, StrategyData
@@ -19,16 +21,20 @@ from .times import iso
 
 PAYLOAD_VERSION = 1
 UPLOT_VERSION = "1.6.32"
-STALE_FACTOR = 3.0  # a heartbeat older than 3 intervals is stale (as `ensemble-otel heartbeat`)
+STALE_FACTOR = float(INTERVALS_PER_MAX_AGE)  # as `ensemble-otel heartbeat check`
 
 
 def heartbeat_status(hb: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
+    """The beat with its age, whether it is stale and whether it is from the future (ahead
+    of this clock by more than the clock-skew allowance: no proof of life)."""
     if hb is None:
         return None
     age = now - float(hb["unix"])
     interval = float(hb.get("interval_s") or 0.0)
     stale = interval > 0 and age > STALE_FACTOR * interval
-    return {**hb, "age_s": age, "stale": stale}
+    future = -age > DEFAULT_MAX_SKEW
+    return {**hb, "age_s": age if math.isfinite(age) else None, "stale": stale,
+            "future": future}
 
 
 def _displayable(event: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +51,7 @@ def _strategy(sd: StrategyData, now: float) -> dict[str, Any]:
     summary = summarize(sd.snapshots)
     columns: dict[str, list[Any]] = {"t": sd.times}
     for name in COLUMNS:
-        columns[name] = [r[name] for r in sd.snapshots]
+        columns[name] = [r.get(name) for r in sd.snapshots]  # null: a gap in the chart
     return {
         "id": sd.strategy_id,
         "notes": sd.notes,

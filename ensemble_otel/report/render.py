@@ -30,20 +30,23 @@ def _inline_script(js: str) -> str:
     return js
 
 
-def money(v: float) -> str:
-    return f"{v:,.2f}"
+MISSING = "n/a"
 
 
-def signed(v: float) -> str:
-    return f"{v:+,.2f}"
+def money(v: float | None) -> str:
+    return MISSING if v is None else f"{v:,.2f}"
 
 
-def percent(v: float) -> str:
-    return f"{v * 100:.2f} %"
+def signed(v: float | None) -> str:
+    return MISSING if v is None else f"{v:+,.2f}"
 
 
-def ratio(v: float) -> str:
-    return f"{v:,.3f}"
+def percent(v: float | None) -> str:
+    return MISSING if v is None else f"{v * 100:.2f} %"
+
+
+def ratio(v: float | None) -> str:
+    return MISSING if v is None else f"{v:,.3f}"
 
 
 def _compact(value: dict[str, Any]) -> str:
@@ -57,7 +60,11 @@ def _e(v: object) -> str:
 def _heartbeat_cell(hb: dict[str, Any] | None) -> str:
     if hb is None:
         return '<span class="badge bad">no heartbeat</span>'
-    state = str(hb["state"])
+    state = str(hb.get("state"))
+    if hb.get("future"):
+        return (f'<span class="badge bad" data-state="{_e(state)}">{_e(state)}, from the '
+                f'future</span> <span class="age">last beat {_e(hb["ts"])}: ahead of this '
+                'clock, not proof of life</span>')
     if hb["stale"]:
         cls, label = "warn", f"{state}, stale"
     else:
@@ -82,9 +89,9 @@ def _overview(payload: dict[str, Any]) -> str:
             rows.append(f'<tr data-strategy="{_e(s["id"])}"><td class="name">{name}</td>'
                         f'<td>{_heartbeat_cell(s["heartbeat"])}</td>{cells}</tr>')
             continue
-        pnl_cls = "pos" if sm["total_pnl"] >= 0 else "neg"
+        pnl_cls = "neg" if (sm["total_pnl"] or 0.0) < 0 else "pos"
         cells = "".join((
-            f'<td class="when">{_e(sm["last_bar_ts"])}</td>',
+            f'<td class="when">{_e(sm["last_bar_ts"] or MISSING)}</td>',
             f'<td class="num" data-field="buckets">{sm["buckets"]}</td>',
             f'<td class="num" data-field="bars">{sm["bars"]}</td>',
             f'<td class="num" data-field="final_equity">{money(sm["final_equity"])}</td>',
@@ -165,9 +172,9 @@ def _strategy(i: int, s: dict[str, Any], charts: list[dict[str, Any]]) -> str:
     n = len(s["columns"]["t"])
     hb = s["heartbeat"]
     if hb is not None:
-        hb_text = (f'Heartbeat: {_heartbeat_cell(hb)} · pid {_e(hb["pid"])} on '
-                   f'{_e(hb["host"])} · {_e(hb["environment"])} · schema '
-                   f'{_e(hb["schema_version"])}')
+        hb_text = (f'Heartbeat: {_heartbeat_cell(hb)} · pid {_e(hb.get("pid", MISSING))} on '
+                   f'{_e(hb.get("host", MISSING))} · {_e(hb.get("environment", MISSING))} · '
+                   f'schema {_e(hb.get("schema_version", MISSING))}')
     else:
         hb_text = f"Heartbeat: {_heartbeat_cell(None)}"
     sm = s["summary"]

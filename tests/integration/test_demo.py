@@ -292,3 +292,17 @@ def test_smoke_harness_fails_when_sigterm_is_not_handled(tmp_path: Path) -> None
     assert done.returncode == 1
     assert re.search(r"SMOKE FAILED at step 4/5: heartbeat state is '(running|starting)' after "
                      r"SIGTERM \(expected 'stopped'\)", done.stderr), done.stderr
+
+
+def test_smoke_harness_fails_when_expected_records_are_missing(tmp_path: Path) -> None:
+    """A bot that beats and stops cleanly but writes no event: `validate --expect` in step 5
+    fails instead of passing on what is not there."""
+    bot = tmp_path / "bot.py"
+    bot.write_text("import signal, sys, time\n"
+                   "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+                   "time.sleep(60)\n")
+    done = _smoke(tmp_path, sys.executable, str(bot), SMOKE_SECONDS="1",
+                  SMOKE_EXPECT="heartbeat event")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "expected at least 1 event record, found 0" in done.stdout
+    assert "SMOKE FAILED at step 5/5" in done.stderr

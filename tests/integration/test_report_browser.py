@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 from integration_gate import missing, require_binary
+from report_synthetic import write_strategy
 
 from ensemble_otel.report import write_report
 from ensemble_otel.report.charts import CHARTS
-from ensemble_otel.report.synthetic import write_strategy
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +60,7 @@ def chromium() -> Iterator[Any]:
                                         "(scripts/install-system-deps.sh does it)")
     try:
         import websocket  # noqa: F401  (websocket-client, dev extra)
-
-        from ensemble_otel.report.headless import Chromium
+        from report_headless import Chromium
     except ImportError as exc:
         missing(f"websocket-client missing ({exc}): pip install -e '.[dev]'")
     with Chromium(binary, timeout=120.0) as browser:

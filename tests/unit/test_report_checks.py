@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from report_synthetic import write_strategy
 from test_report_data import file_records, page_data
 
 from ensemble_otel.contract.registry import HEALTH_1H, HEARTBEAT
 from ensemble_otel.report import write_report
 from ensemble_otel.report.checks import permissive_check
-from ensemble_otel.report.synthetic import write_strategy
 
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)
 
@@ -110,7 +110,7 @@ def test_bad_lines_are_skipped_and_listed(corrupt_root: tuple[Path, Path]) -> No
     assert "JSON" in reasons[0]
     assert "equity" in reasons[3]
     assert "strategy_id" in reasons[4]
-    assert "bars" in reasons[5]
+    assert "duplicate bucket" in reasons[5]  # it lacks bars too: a note alone would keep it
     assert data["validation"]["checked_with"] == "ensemble-otel validate --strict"
     # the good records are all there, the bad ones are not
     s = data["strategies"][0]
@@ -134,7 +134,7 @@ def test_without_the_contract_validator_the_own_check_decides(
     assert reasons[2] == "expected a JSON object, got list"
     assert reasons[3].startswith("equity: expected number, got str")
     assert reasons[4] == "strategy_id: 'other' does not match the file's 's1'"
-    assert reasons[5] == "bars: required field is missing"
+    assert reasons[5].startswith("duplicate bucket: ts 2024-03-01T00:00:00Z is already at ")
     v = data["validation"]
     assert v["checked_with"] == "the report's own permissive rules"
     assert "not importable" in v["validator_unavailable"]
@@ -194,3 +194,69 @@ def test_duplicate_records_are_not_counted_twice(tmp_path: Path) -> None:
         file_records(tmp_path, "1h", "s1")) - 1
     (bad,) = data["validation"]["bad_lines"]
     assert bad["line"] == 4 and "duplicate" in bad["reason"]
+
+
+def test_record_missing_a_field_is_charted_and_noted(tmp_path: Path) -> None:
+    """An older or partial record: drawn with what it has, the notes say what it lacks."""
+    write_strategy(tmp_path, "s1", start=START, hours=6, seed=3)
+    path = sorted((tmp_path / "logs/1h/health_snapshot/s1").glob("*.jsonl"))[0]
+    lines = path.read_text().splitlines()
+    older = json.loads(lines[2])
+    del older["turnover"], older["risk_warnings"]
+    older["added_later"] = True
+    lines[2] = json.dumps(older)
+    path.write_text("\n".join(lines) + "\n")
+    result = write_report(tmp_path)
+    data = page_data(result.path)
+    s = data["strategies"][0]
+    assert len(s["columns"]["t"]) == 6 and result.bad_lines == 0
+    assert s["columns"]["turnover"][2] is None
+    assert s["columns"]["equity"][2] == older["equity"]
+    notes = " ".join(data["validation"]["notes"])
+    assert "records without risk_warnings (1), turnover (1)" in notes
+    assert "added_later (1)" in notes
+
+
+def test_values_near_the_float_limits_do_not_crash(tmp_path: Path) -> None:
+    write_strategy(tmp_path, "s1", start=START, hours=4, seed=4)
+    path = sorted((tmp_path / "logs/1h/health_snapshot/s1").glob("*.jsonl"))[0]
+    records = [json.loads(x) for x in path.read_text().splitlines()]
+    for r in records:
+        r.update(pnl=1e308, equity=1.7e308, traded_notional=1e308, turnover=1e308)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = write_report(tmp_path)
+    s = page_data(result.path)["strategies"][0]
+    assert result.ok and len(s["columns"]["t"]) == 4
+    assert s["summary"]["total_pnl"] is None or s["summary"]["total_pnl"] > 1e308
+
+
+def test_report_lines_longer_than_the_limit_are_listed(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from ensemble_otel import readers
+
+    write_strategy(tmp_path, "s1", start=START, hours=3, seed=5)
+    path = sorted((tmp_path / "logs/1h/health_snapshot/s1").glob("*.jsonl"))[0]
+    with open(path, "ab") as fh:
+        fh.write(b'{"ts": "' + b"9" * (readers.MAX_LINE_BYTES + 1) + b'"}\n')
+    data = page_data(write_report(tmp_path).path)
+    reasons = [b["reason"] for b in data["validation"]["bad_lines"]]
+    assert any(r.startswith(f"line longer than {readers.MAX_LINE_BYTES} bytes") for r in reasons)
+    assert data["strategies"][0]["summary"]["buckets"] == 3
+
+
+def test_symlinked_record_file_is_not_followed(tmp_path: Path) -> None:
+    write_strategy(tmp_path, "s1", start=START, hours=3, seed=6)
+    secret = tmp_path.parent / f"{tmp_path.name}-secret.txt"
+    secret.write_text('{"ts": "2024-03-01T05:00:00Z", "strategy_id": "s1", "password": 1}\n')
+    link = tmp_path / "logs/events/s1/2024-03-05.jsonl"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(secret)
+    hb = tmp_path / HEARTBEAT.path.format(strategy_id="s1")
+    hb.unlink()
+    hb.symlink_to("/dev/zero")
+    path = write_report(tmp_path).path
+    html = path.read_text()
+    assert "password" not in html
+    notes = " ".join(page_data(path)["validation"]["notes"])
+    assert "logs/events/s1/2024-03-05.jsonl: not read: it is a symbolic link" in notes
+    assert "logs/heartbeat/s1.json: not read: it is a symbolic link" in notes

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from report_synthetic import write_strategy
 from test_report_data import page_data
 
 from ensemble_otel.cli import main
 from ensemble_otel.report import write_report
-from ensemble_otel.report.synthetic import write_strategy
 from ensemble_otel.report.times import parse_bound
 
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)
@@ -173,3 +173,36 @@ def test_write_report_refuses_bad_arguments(tmp_path: Path, kwargs: dict[str, An
     with pytest.raises(ValueError, match=re.escape(message)):
         write_report(tmp_path, **kwargs)
     assert not (tmp_path / "report.html").exists()
+
+
+def test_missing_root_is_never_created(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "nowhere"
+    code, out, err = run(capsys, str(root))
+    assert code == 1 and out == ""
+    assert "does not exist" in err and "nothing written" in err
+    assert not root.exists()
+    with pytest.raises(FileNotFoundError):
+        write_report(root)
+    assert not root.exists()
+
+
+def test_page_is_0640_whatever_the_umask_and_links_are_not_followed(tmp_path: Path) -> None:
+    import os
+
+    write_strategy(tmp_path, "s1", start=START, hours=3)
+    victim = tmp_path.parent / f"{tmp_path.name}-victim"
+    victim.write_text("precious\n")
+    # the old predictable temp name, and the page itself, as links to the victim
+    (tmp_path / f".report.html.{os.getpid()}.tmp").symlink_to(victim)
+    (tmp_path / "report.html").symlink_to(victim)
+    old = os.umask(0)
+    try:
+        path = write_report(tmp_path).path
+    finally:
+        os.umask(old)
+    assert victim.read_text() == "precious\n"
+    assert not path.is_symlink() and (path.stat().st_mode & 0o777) == 0o640
+    assert page_data(path)["strategies"][0]["id"] == "s1"
+    leftovers = [p.name for p in tmp_path.glob(".report.html.*.tmp") if not p.is_symlink()]
+    assert leftovers == []

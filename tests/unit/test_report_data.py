@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from report_synthetic import write_strategy
 
 from ensemble_otel.contract.registry import EVENT, HEALTH_1H, HEALTH_24H
 from ensemble_otel.report import write_report
 from ensemble_otel.report.charts import CHARTS, COLUMNS
-from ensemble_otel.report.synthetic import write_strategy
 
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)
 KINDS = {"1h": HEALTH_1H, "24h": HEALTH_24H}
@@ -139,6 +139,16 @@ def test_stale_heartbeat_is_marked(tmp_path: Path) -> None:
     hb = data["strategies"][0]["heartbeat"]
     assert hb["stale"] is True
     assert "running, stale" in write_report(tmp_path).path.read_text()
+
+
+def test_heartbeat_from_the_future_is_shown_as_such(tmp_path: Path) -> None:
+    write_strategy(tmp_path, "ahead", start=START, hours=5, heartbeat_unix=4102444800.0,
+                   heartbeat_state="running")
+    path = write_report(tmp_path).path
+    hb = page_data(path)["strategies"][0]["heartbeat"]
+    assert hb["future"] is True
+    html = path.read_text()
+    assert "running, from the future" in html and "not proof of life" in html
 
 
 def test_time_range_selects_bucket_starts_inclusively(two_strategies: Path) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+from report_synthetic import write_strategy
+
 from ensemble_otel.contract.registry import EVENT, HEALTH_1H, HEALTH_24H, HEARTBEAT
-from ensemble_otel.report.layout import file_path, record_files
-from ensemble_otel.report.synthetic import write_strategy
+from ensemble_otel.paths import record_files
+from ensemble_otel.paths import record_path as file_path
 from ensemble_otel.validate import validate
 
 WHEN = datetime(2024, 2, 29, 13, 5, tzinfo=timezone.utc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,3 +35,22 @@ def snapshot_records(root: Path, period: str, strategy_id: str) -> list[dict[str
     for path in sorted(directory.glob("*.jsonl")):
         out.extend(read_jsonl(path))
     return out
+
+
+def run_bounded(args: list[str], stdin: Any = None, timeout: float = 20
+                 ) -> tuple[subprocess.CompletedProcess[bytes] | None, int]:
+    """Run ``args`` in a child (killed after ``timeout`` s); (its result, or None when it
+    was killed, and its max RSS in kB, from getrusage(RUSAGE_CHILDREN) of a fresh parent)."""
+    code = ("import resource, subprocess, sys\n"
+            "p = subprocess.Popen(sys.argv[2:], stdin=sys.stdin, stdout=subprocess.PIPE, "
+            "stderr=subprocess.PIPE)\n"
+            "try:\n    out, err = p.communicate(timeout=float(sys.argv[1])); rc = p.returncode\n"
+            "except subprocess.TimeoutExpired:\n"
+            "    p.kill(); out, err = p.communicate(); rc = -999\n"
+            "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+            "sys.stdout.buffer.write(repr((rc, out, err, rss)).encode())\n")
+    done = subprocess.run([sys.executable, "-c", code, str(timeout), *args],
+                          stdin=stdin, capture_output=True, timeout=timeout + 30, check=True)
+    rc, out, err, rss = eval(done.stdout)  # our own repr of plain values
+    result = None if rc == -999 else subprocess.CompletedProcess(args, rc, out, err)
+    return result, rss

@@ -20,8 +20,7 @@ from typing import Any
 import orjson
 
 from ensemble_otel.contract.registry import EVENT, HEALTH_1H, HEALTH_24H, HEARTBEAT
-
-from .layout import file_path
+from ensemble_otel.paths import record_path as file_path
 
 _PERIOD_KINDS = (("1h", 3600, HEALTH_1H), ("24h", 86400, HEALTH_24H))
 
