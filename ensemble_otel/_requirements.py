@@ -72,10 +72,17 @@ def unmet(requires: Iterable[str],
     return found
 
 
+_met = False  # versions do not change in a running process: a pass is not repeated
+
+
 def check_installed() -> None:
     """Raise :class:`ConfigError` naming the first unmet requirement (and any others)."""
+    global _met
+    if _met:
+        return
     problems = unmet(declared(), installed_version)
     if not problems:
+        _met = True
         return
     name, installed, wanted = problems[0]
     own = installed_version(DISTRIBUTION)

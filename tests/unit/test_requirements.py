@@ -45,6 +45,12 @@ def _installed_except(**versions: str | None) -> Callable[[str], str | None]:
     return lambda name: wanted[name] if name in wanted else real(name)
 
 
+@pytest.fixture(autouse=True)
+def _check_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """check_installed() remembers a pass; each test here checks afresh."""
+    monkeypatch.setattr(_requirements, "_met", False)
+
+
 @pytest.fixture
 def from_pyproject(monkeypatch: pytest.MonkeyPatch) -> None:
     """The requirements are this checkout's pyproject.toml (the installed metadata may lag)."""
@@ -97,10 +103,12 @@ def test_the_ranges_come_from_the_installed_metadata(monkeypatch: pytest.MonkeyP
         _requirements.check_installed()
 
 
-def test_what_is_installed_here_is_accepted() -> None:
+def test_what_is_installed_here_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _requirements.declared(), "ensemble-otel is installed (pip install -e .)"
     assert _requirements.unmet(_requirements.declared(), _requirements.installed_version) == []
     _requirements.check_installed()
+    monkeypatch.setattr(_requirements, "declared", lambda: pytest.fail("checked twice"))
+    _requirements.check_installed()  # a pass is remembered: configure() stays cheap
 
 
 @pytest.mark.parametrize(("installed", "ok"), [
