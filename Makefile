@@ -39,7 +39,7 @@ test: venv system-deps collector tools test-pythons ## everything: lint, unit, i
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
-# The unit suite with every direct dependency (runtime and dev) at the floor pyproject.toml
+# The unit suite with every direct dependency (runtime, dev, demo) at the floor pyproject.toml
 # declares: the constraints file is generated from it, so the two cannot drift.
 LOWEST := .venv-lowest
 .PHONY: test-lowest test-pythons clean-venvs
@@ -48,7 +48,7 @@ $(LOWEST)/.installed: pyproject.toml scripts/lowest_constraints.py
 	test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
 	$(LOWEST)/bin/python -m pip install -q --upgrade pip packaging 'tomli; python_version < "3.11"'
 	$(LOWEST)/bin/python scripts/lowest_constraints.py pyproject.toml > $(LOWEST)/constraints.txt
-	$(LOWEST)/bin/python -m pip install -q -c $(LOWEST)/constraints.txt -e '.[dev]'
+	$(LOWEST)/bin/python -m pip install -q -c $(LOWEST)/constraints.txt -e '.[dev,demo]'
 	touch $@
 
 test-lowest: $(LOWEST)/.installed ## unit suite at the declared floors (.venv-lowest)
@@ -62,7 +62,7 @@ PYTHONS ?= 3.10 3.11 3.12 3.13
 .venv-3.%/.installed: pyproject.toml
 	test -x $(@D)/bin/python || $(INTERPRETER) -m venv $(@D)
 	$(@D)/bin/python -m pip install -q --upgrade pip
-	$(@D)/bin/python -m pip install -q -e '.[dev]'
+	$(@D)/bin/python -m pip install -q -e '.[dev,demo]'
 	touch $@
 
 test-pythons: venv ## unit suite on each other declared Python found (.venv-X.Y)

@@ -1,8 +1,8 @@
 """Print a pip constraints file that pins every direct dependency to its declared floor.
 
-    python scripts/lowest_constraints.py [--extra dev] [pyproject.toml] > constraints.txt
+    python scripts/lowest_constraints.py [--extra GROUP ...] [pyproject.toml] > constraints.txt
 
-Reads ``[project] dependencies`` and the named optional-dependency groups (default: ``dev``)
+Reads ``[project] dependencies`` and the optional-dependency groups (default: all of them)
 from pyproject.toml, so the floors tested by ``make test-lowest`` are the floors we promise.
 Every requirement must carry a ``>=`` floor; one without, or one named twice with different
 floors, is an error (exit 2), so a floor cannot go untested. Requirements whose environment
@@ -52,11 +52,12 @@ def constraints(requirements: Iterable[str]) -> dict[str, str]:
     return pins
 
 
-def project_requirements(pyproject: Path, extras: Iterable[str]) -> list[str]:
+def project_requirements(pyproject: Path, extras: Iterable[str] | None = None) -> list[str]:
+    """The runtime requirements and those of ``extras`` (None: every group)."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     found: list[str] = list(project.get("dependencies", []))
     groups = project.get("optional-dependencies", {})
-    for extra in extras:
+    for extra in groups if extras is None else extras:
         if extra not in groups:
             raise ValueError(f"no optional-dependencies group {extra!r} in {pyproject}")
         found.extend(groups[extra])
@@ -67,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pyproject", nargs="?", type=Path, default=Path("pyproject.toml"))
     parser.add_argument("--extra", action="append", default=None,
-                        help="optional-dependency group to include (repeatable; default: dev)")
+                        help="optional-dependency group to include (repeatable; default: all)")
     args = parser.parse_args(argv)
     try:
-        pins = constraints(project_requirements(args.pyproject, args.extra or ["dev"]))
+        pins = constraints(project_requirements(args.pyproject, args.extra))
     except (ValueError, OSError, KeyError) as exc:
         print(f"lowest_constraints: {exc}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 RUNTIME: list[str] = PROJECT["dependencies"]
 DEV: list[str] = PROJECT["optional-dependencies"]["dev"]
+EXTRAS: list[str] = [r for group in PROJECT["optional-dependencies"].values() for r in group]
 
 
 def _floor(requirements: list[str], name: str) -> str:
@@ -151,10 +152,12 @@ def _pins(text: str) -> dict[str, str]:
     return dict(ln.split("==") for ln in lines)
 
 
-def test_constraints_pin_every_runtime_and_dev_floor(capsys: pytest.CaptureFixture[str]) -> None:
+def test_constraints_pin_every_declared_floor(capsys: pytest.CaptureFixture[str]) -> None:
+    """Runtime and every extra (dev, demo): what `make test-lowest` installs."""
     assert _script().main([str(REPO / "pyproject.toml")]) == 0
     pins = _pins(capsys.readouterr().out)
-    declared = [Requirement(r) for r in [*RUNTIME, *DEV]]
+    assert {"opentelemetry-sdk", "orjson", "pytest", "backtesting"} <= set(pins)
+    declared = [Requirement(r) for r in [*RUNTIME, *EXTRAS]]
     assert set(pins) == {r.name.lower().replace("_", "-") for r in declared}
     for req in declared:
         assert pins[req.name.lower()] == _floor([str(req)], req.name)
@@ -199,6 +202,6 @@ def test_make_test_lowest_installs_the_generated_constraints_then_runs_the_unit_
     generate = index("scripts/lowest_constraints.py pyproject.toml",
                      "> .venv-lowest/constraints.txt")
     install = index(".venv-lowest/bin/python -m pip install", "-c .venv-lowest/constraints.txt",
-                    "-e '.[dev]'")
+                    "-e '.[dev,demo]'")
     test = index(".venv-lowest/bin/python -m pytest", "tests/unit")
     assert generate < install < test
