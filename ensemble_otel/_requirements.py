@@ -85,9 +85,15 @@ def check_installed() -> None:
         _met = True
         return
     name, installed, wanted = problems[0]
-    own = installed_version(DISTRIBUTION)
+    own = _shown(installed_version(DISTRIBUTION))
     rule = (f"ensemble-otel {own} requires {name}{wanted}, "
-            f"{'not installed' if installed is None else f'installed {installed}'}"
+            f"{'not installed' if installed is None else f'installed {_shown(installed)}'}"
             f"; run: pip install '{name}{wanted}'")
-    rule += "".join(f"; also {n}{w} (installed {i or 'none'})" for n, i, w in problems[1:])
+    rule += "".join(f"; also {n}{w} (installed {_shown(i) if i else 'none'})"
+                    for n, i, w in problems[1:])
     raise ConfigError(name, installed, rule)
+
+
+def _shown(version: str | None) -> str:
+    """A version as read from metadata, quoted when it holds anything but printable text."""
+    return version if version is not None and version.isprintable() else repr(version)

@@ -94,6 +94,17 @@ def test_every_unmet_requirement_is_in_the_one_line(monkeypatch: pytest.MonkeyPa
     assert f"also msgspec>={_floor(RUNTIME, 'msgspec')} (installed none)" in message
 
 
+@pytest.mark.usefixtures("from_pyproject")
+def test_a_version_with_control_characters_stays_on_one_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_requirements, "installed_version",
+                        _installed_except(opentelemetry_sdk="1.30\n\x1b[2J"))
+    with pytest.raises(ConfigError) as info:
+        _requirements.check_installed()
+    assert str(info.value).isprintable()
+    assert "installed '1.30\\n\\x1b[2J'" in str(info.value)
+
+
 def test_the_ranges_come_from_the_installed_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the fixture above: the package's own Requires-Dist is what is checked."""
     assert any(Requirement(r).name == "opentelemetry-sdk" for r in _requirements.declared())
