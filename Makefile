@@ -66,7 +66,7 @@ PYTHONS ?= 3.10 3.11 3.12 3.13
 	touch $@
 
 test-pythons: venv ## unit suite on each other declared Python found (.venv-X.Y)
-	@main=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	@main=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); failed=; \
 	for v in $(PYTHONS); do \
 	  if [ "$$v" = "$$main" ]; then echo "test-pythons: Python $$v is $(VENV)'s, tested by make unit"; continue; fi; \
 	  py=$$(ls -d $$HOME/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V | tail -n 1); \
@@ -74,8 +74,9 @@ test-pythons: venv ## unit suite on each other declared Python found (.venv-X.Y)
 	  if [ -z "$$py" ]; then echo "test-pythons: SKIPPED Python $$v: no python$$v in ~/.pyenv/versions or on PATH"; continue; fi; \
 	  echo "test-pythons: Python $$v ($$py)"; \
 	  $(MAKE) --no-print-directory .venv-$$v/.installed INTERPRETER=$$py || exit 1; \
-	  .venv-$$v/bin/python -m pytest -q -x tests/unit || exit 1; \
-	done
+	  .venv-$$v/bin/python -m pytest -q -x tests/unit || failed="$$failed $$v"; \
+	done; \
+	test -z "$$failed" || { echo "test-pythons: unit tests FAILED on Python$$failed"; exit 1; }
 
 clean: clean-venvs
 clean-venvs:
