@@ -32,12 +32,55 @@ tools: ## Go-built tools (actionlint) into .tools/bin
 lint: venv tools
 	$(VENV)/bin/ruff check .
 
-test: venv system-deps collector tools ## everything: lint, unit, integration, deploy checks
+test: venv system-deps collector tools test-pythons ## everything: lint, unit, integration, deploy checks
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
+
+# The unit suite with every direct dependency (runtime, dev, demo) at the floor pyproject.toml
+# declares: the constraints file is generated from it, so the two cannot drift.
+LOWEST := .venv-lowest
+.PHONY: test-lowest test-pythons clean-venvs
+
+$(LOWEST)/.installed: pyproject.toml scripts/lowest_constraints.py
+	test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install -q --upgrade pip packaging 'tomli; python_version < "3.11"'
+	$(LOWEST)/bin/python scripts/lowest_constraints.py pyproject.toml > $(LOWEST)/constraints.txt
+	$(LOWEST)/bin/python -m pip install -q -c $(LOWEST)/constraints.txt -e '.[dev,demo]'
+	touch $@
+
+test-lowest: $(LOWEST)/.installed ## unit suite at the declared floors (.venv-lowest)
+	$(LOWEST)/bin/python -m pytest -q -x tests/unit
+
+# The unit suite on every Python the package declares, each in .venv-X.Y, from pyenv's newest
+# X.Y or pythonX.Y on the PATH; an interpreter not found is skipped with a message. The main
+# venv's Python is left to `make unit`/`make test`.
+PYTHONS ?= 3.10 3.11 3.12 3.13
+
+.venv-3.%/.installed: pyproject.toml
+	test -x $(@D)/bin/python || $(INTERPRETER) -m venv $(@D)
+	$(@D)/bin/python -m pip install -q --upgrade pip
+	$(@D)/bin/python -m pip install -q -e '.[dev,demo]'
+	touch $@
+
+test-pythons: venv ## unit suite on each other declared Python found (.venv-X.Y)
+	@main=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); failed=; \
+	for v in $(PYTHONS); do \
+	  if [ "$$v" = "$$main" ]; then echo "test-pythons: Python $$v is $(VENV)'s, tested by make unit"; continue; fi; \
+	  py=$$(ls -d $$HOME/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V | tail -n 1); \
+	  py=$${py:-$$(command -v python$$v)}; \
+	  if [ -z "$$py" ]; then echo "test-pythons: SKIPPED Python $$v: no python$$v in ~/.pyenv/versions or on PATH"; continue; fi; \
+	  echo "test-pythons: Python $$v ($$py)"; \
+	  $(MAKE) --no-print-directory .venv-$$v/.installed INTERPRETER=$$py || exit 1; \
+	  .venv-$$v/bin/python -m pytest -q -x tests/unit || failed="$$failed $$v"; \
+	done; \
+	test -z "$$failed" || { echo "test-pythons: unit tests FAILED on Python$$failed"; exit 1; }
+
+clean: clean-venvs
+clean-venvs:
+	rm -rf $(LOWEST) .venv-3.*
 
 integration: venv system-deps collector
 	$(VENV)/bin/pytest -q tests/integration

@@ -54,7 +54,9 @@ def configure(**overrides: Any) -> Telemetry | NoopTelemetry:
     raises :class:`ConfigError`. The start-up heartbeat is on disk when this returns.
     """
     from ensemble_otel import telemetry as _telemetry
+    from ensemble_otel._requirements import check_installed
 
+    check_installed()
     settings = load_settings(**overrides)
     before = _telemetry.current()
     result = _telemetry.install(settings)

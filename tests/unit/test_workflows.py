@@ -101,6 +101,25 @@ def test_unit_tests_on_python_3_10_to_3_13() -> None:
     assert any(run.startswith("make unit") for run in _runs(job))
 
 
+def test_lowest_job_runs_the_unit_suite_at_the_floors_on_the_oldest_python() -> None:
+    doc = _load(CI)
+    job = doc["jobs"]["lowest"]
+    setup = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python"))
+    assert setup["with"]["python-version"] == doc["jobs"]["unit"]["strategy"]["matrix"][
+        "python-version"][0]
+    assert any(run.startswith("make test-lowest") for run in _runs(job))
+
+
+def test_make_test_runs_the_unit_suite_on_the_matrix_pythons() -> None:
+    """`make test` includes test-pythons, whose PYTHONS are the unit job's matrix."""
+    makefile = (REPO / "Makefile").read_text().splitlines()
+    [test_rule] = [ln for ln in makefile if ln.startswith("test:")]
+    assert "test-pythons" in test_rule.split("##")[0].split()
+    [pythons] = [ln for ln in makefile if ln.startswith("PYTHONS ?=")]
+    matrix = _load(CI)["jobs"]["unit"]["strategy"]["matrix"]["python-version"]
+    assert pythons.split("?=")[1].split() == matrix
+
+
 def test_lint_job() -> None:
     job = _load(CI)["jobs"]["lint"]
     assert any(run.startswith("make lint") for run in _runs(job))
