@@ -1,110 +1,58 @@
-"""The Telemetry object and its assembly: providers, readers, exporters, files."""
+"""The Telemetry object: assembly of providers, readers and files, and the shutdown order.
+
+The plumbing lives beside it: :mod:`ensemble_otel._export` (warning limits, exporter
+wrappers, the OTLP factory, shutdown-once providers) and :mod:`ensemble_otel._process`
+(the process's one telemetry, the strategy lock, the fork and exit hooks).
+"""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import fcntl
-import importlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     InMemoryMetricReader,
-    MetricExporter,
-    MetricExportResult,
     MetricReader,
-    MetricsData,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.metrics.view import LastValueAggregation, SumAggregation, View
 from opentelemetry.sdk.resources import Resource
 
-from ensemble_otel import notify
+from ensemble_otel import _process, notify
+from ensemble_otel._export import (
+    EXPORT_WARNINGS,
+    GuardedExporter,
+    OnceMeterProvider,
+    limit_export_warnings,
+    once_logger_provider,
+    otlp_exporter,
+)
+from ensemble_otel._process import _StrategyLock, current, release
 from ensemble_otel.contract.registry import METRICS
-from ensemble_otel.errors import ConfigError
 from ensemble_otel.events import EventLog, bridge_stdlib_logging
 from ensemble_otel.health import HealthSnapshotEmitter
 from ensemble_otel.heartbeat import Heartbeat, HeartbeatFileExporter
-from ensemble_otel.jsonl import JsonlAppender, ensure_dir
+from ensemble_otel.jsonl import JsonlAppender
 from ensemble_otel.resource import build_resource, instance_id
 from ensemble_otel.settings import Settings
 
+__all__ = [
+    "EXPORT_WARNINGS",
+    "NoopTelemetry",
+    "Telemetry",
+    "current",
+    "install",
+    "otlp_exporter",
+    "release",
+    "views",
+]
+
 _log = logging.getLogger("ensemble_otel")
 SCOPE = "ensemble_otel"
-
-# The SDK's exporters and processors log every failed attempt (a retry, a dropped batch, a
-# full queue). Filters on these module loggers (a filter on a parent logger does not see a
-# child's records) let one export warning per interval through, ours included.
-EXPORT_LOGGERS = (
-    "opentelemetry.exporter.otlp.proto.grpc.exporter",
-    "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
-    "opentelemetry.exporter.otlp.proto.http._common",
-    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
-    "opentelemetry.exporter.otlp.proto.http._log_exporter",
-    "opentelemetry.exporter.otlp.proto.common._internal",
-    "opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder",
-    "opentelemetry.sdk._shared_internal",
-    "opentelemetry.sdk.metrics._internal.export",
-    "opentelemetry.sdk._logs._internal.export",
-)
-
-
-class ExportWarnings(logging.Filter):
-    """At most one export warning per ``interval`` seconds reaches the bot's log.
-
-    Shared by the SDK's exporter loggers (records at WARNING and above; the one let through
-    says what it is and how many were held back) and :class:`GuardedExporter`.
-    """
-
-    def __init__(self, interval: float = 60.0) -> None:
-        super().__init__()
-        self.interval = interval
-        self.suppressed = 0
-        self._at = -float("inf")
-        self._lock = threading.Lock()
-
-    def allow(self) -> int | None:
-        """None when a warning was let through this interval; else the count held back."""
-        with self._lock:
-            now = time.monotonic()
-            if now - self._at < self.interval:
-                self.suppressed += 1
-                return None
-            self._at = now
-            held, self.suppressed = self.suppressed, 0
-            return held
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        held = self.allow()
-        if held is None:
-            return False
-        record.msg = (
-            f"ensemble-otel: OTLP export is failing; the bot and the files are unaffected "
-            f"(one such message per {self.interval:g} s, {held} held back): "
-            f"{record.getMessage()}")
-        record.args = None
-        return True
-
-
-EXPORT_WARNINGS = ExportWarnings()
-
-
-def limit_export_warnings() -> None:
-    """Attach :data:`EXPORT_WARNINGS` to the SDK's exporter loggers (idempotent)."""
-    for name in EXPORT_LOGGERS:
-        logger = logging.getLogger(name)
-        if EXPORT_WARNINGS not in logger.filters:
-            logger.addFilter(EXPORT_WARNINGS)
 
 
 def views() -> list[View]:
@@ -117,174 +65,6 @@ def views() -> list[View]:
                         attribute_keys=set(m.attributes)))
     return out
 
-
-class OnceMeterProvider(MeterProvider):
-    """A ``MeterProvider`` whose shutdown runs once; later calls do nothing.
-
-    ``configure()`` makes it the global meter provider, and a bot or a framework may shut
-    the global provider down itself (an ``atexit`` handler of its own, say) before
-    :meth:`Telemetry.shutdown` does: the SDK would then log "shutdown can only be called
-    once" at exit. Its own ``atexit`` handler is off (``shutdown_on_exit=False``).
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(shutdown_on_exit=False, **kwargs)
-        self._shut = threading.Lock()
-        self.is_shut_down = False
-
-    def shutdown(self, timeout_millis: float = 30_000) -> None:
-        with self._shut:
-            if self.is_shut_down:
-                return
-            self.is_shut_down = True
-        super().shutdown(timeout_millis=timeout_millis)
-
-
-def _once_logger_provider(resource: Resource) -> Any:
-    """A ``LoggerProvider`` whose shutdown runs once (see :class:`OnceMeterProvider`)."""
-    from opentelemetry.sdk._logs import LoggerProvider
-
-    class OnceLoggerProvider(LoggerProvider):
-        def __init__(self) -> None:
-            super().__init__(resource=resource, shutdown_on_exit=False)
-            self._shut = threading.Lock()
-            self.is_shut_down = False
-
-        def shutdown(self) -> None:
-            with self._shut:
-                if self.is_shut_down:
-                    return
-                self.is_shut_down = True
-            super().shutdown()
-
-    return OnceLoggerProvider()
-
-
-class GuardedExporter(MetricExporter):
-    """Wraps a network exporter: inert in a forked child, failures logged once per interval."""
-
-    def __init__(self, inner: MetricExporter, *, warn_interval: float = 60.0) -> None:
-        super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
-        )
-        self.inner = inner
-        self.active = True
-        self.failures = 0
-        self._warn_interval = warn_interval
-        self._warned_at = -float("inf")
-
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
-        if not self.active:
-            return MetricExportResult.SUCCESS
-        try:
-            result = self.inner.export(metrics_data, timeout_millis=timeout_millis)
-        except Exception as exc:  # an exporter never takes the bot down
-            result = MetricExportResult.FAILURE
-            reason = str(exc)
-        else:
-            reason = "the endpoint did not accept the export"
-        if result is MetricExportResult.FAILURE:
-            self.failures += 1
-            now = time.monotonic()
-            if now - self._warned_at >= self._warn_interval and EXPORT_WARNINGS.allow() is not None:
-                self._warned_at = now
-                _log.warning(
-                    "ensemble-otel: OTLP metric export failed (%s; %d failure(s) so far); the "
-                    "bot and the files are unaffected, export retries every interval", reason,
-                    self.failures,
-                )
-        return result
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return self.inner.force_flush(timeout_millis=timeout_millis) if self.active else True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        if self.active:
-            self.inner.shutdown(timeout_millis=timeout_millis)
-
-
-def _protocol(signal: str) -> str:
-    env = os.environ
-    return (env.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or
-            env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc").strip().lower()
-
-
-def _quiet_grpc() -> None:
-    """gRPC's C core writes INFO lines to stderr past the logging filters (one per collector
-    restart: "Got goaway"); errors only, unless the bot chose a verbosity. Read when gRPC
-    starts, so before the exporter's import."""
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-
-
-# (signal, grpc?) -> (module, class) of the SDK's OTLP exporters, imported only when used
-_OTLP_EXPORTERS: dict[tuple[str, bool], tuple[str, str]] = {
-    ("METRICS", True): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
-                        "OTLPMetricExporter"),
-    ("METRICS", False): ("opentelemetry.exporter.otlp.proto.http.metric_exporter",
-                         "OTLPMetricExporter"),
-    ("LOGS", True): ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "OTLPLogExporter"),
-    ("LOGS", False): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
-    ("TRACES", True): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
-                       "OTLPSpanExporter"),
-    ("TRACES", False): ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
-                        "OTLPSpanExporter"),
-}
-
-
-def otlp_exporter(signal: str, endpoint: str | None = None) -> Any:
-    """The SDK's OTLP exporter for ``signal`` (METRICS, LOGS, TRACES) and the configured
-    protocol; it reads OTEL_EXPORTER_OTLP_* (headers, TLS, timeouts) itself. An explicit
-    ``endpoint`` is the collector's base URL (the HTTP signal path is added here)."""
-    grpc = _protocol(signal) == "grpc"
-    if grpc:
-        _quiet_grpc()
-    module, name = _OTLP_EXPORTERS[(signal, grpc)]
-    kwargs: dict[str, Any] = {}
-    if endpoint:
-        kwargs["endpoint"] = (endpoint if grpc else
-                              f"{endpoint.rstrip('/')}/v1/{signal.lower()}")
-    return getattr(importlib.import_module(module), name)(**kwargs)
-
-
-class _StrategyLock:
-    """One live writer per (root, strategy): an advisory lock on a file under the root."""
-
-    def __init__(self, settings: Settings) -> None:
-        directory = settings.state_dir
-        self.path = directory / f"{settings.strategy_id}.lock"
-        try:  # the first write under the root: a root that cannot be written is a setting error
-            ensure_dir(directory)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
-        except OSError as exc:
-            env = os.environ.get("PAPER_TRADING_ROOT", "").strip()
-            raise ConfigError(
-                "PAPER_TRADING_ROOT" if env and Path(env) == settings.root else "root",
-                str(settings.root),
-                f"must be a directory this process can write: cannot create "
-                f"{exc.filename or self.path} ({exc.strerror or exc})",
-            ) from exc
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(self._fd)
-            raise ConfigError(
-                "strategy_id", settings.strategy_id,
-                f"another live process (pid {holder}) already writes {settings.root} for this "
-                "strategy; use another strategy id or root, or stop that process",
-            ) from None
-        with contextlib.suppress(OSError):  # the pid is a hint; a full disk must not stop the bot
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = -1
 
 
 class Telemetry:
@@ -367,7 +147,7 @@ class Telemetry:
                 SimpleLogRecordProcessor,
             )
 
-            self.logger_provider = _once_logger_provider(self.resource)
+            self.logger_provider = once_logger_provider(self.resource)
             if settings.otlp_logs:
                 self.logger_provider.add_log_record_processor(
                     BatchLogRecordProcessor(otlp_exporter("LOGS", settings.otlp_endpoint)))
@@ -491,78 +271,19 @@ class NoopTelemetry:
         self.closed = True
 
 
-# -- the process-wide current telemetry ---------------------------------------------------
-
-_current: Telemetry | NoopTelemetry | None = None
-_captured = False
-_state_lock = threading.RLock()
-
-
-def current() -> Telemetry | NoopTelemetry | None:
-    return _current
-
-
-def _comparable(settings: Settings) -> Settings:
-    return replace(settings, root=settings.root.resolve())
-
-
 def install(
     settings: Settings,
     *,
     metric_readers: Sequence[MetricReader] = (),
     log_exporters: Sequence[Any] = (),
+    explicit: set[str] | None = None,
     captured: bool = False,
 ) -> Telemetry | NoopTelemetry:
     """Return the current telemetry for ``settings``, building it on first use."""
-    global _current, _captured
-    with _state_lock:
-        if _current is not None and not _current.closed:
-            if _captured or _comparable(_current.settings) == _comparable(settings):
-                return _current
-            raise ConfigError(
-                "configure", _describe(settings),
-                f"already configured with {_describe(_current.settings)}; call "
-                "ensemble_otel.shutdown() first",
-            )
-        built: Telemetry | NoopTelemetry = (
-            NoopTelemetry(settings) if settings.disabled else
-            Telemetry(settings, metric_readers=metric_readers, log_exporters=log_exporters))
-        _current = built
-        _captured = captured
-        return built
 
+    def build() -> Telemetry | NoopTelemetry:
+        if settings.disabled:
+            return NoopTelemetry(settings)
+        return Telemetry(settings, metric_readers=metric_readers, log_exporters=log_exporters)
 
-def release(telemetry: Telemetry | NoopTelemetry) -> None:
-    """Shut ``telemetry`` down and forget it if it is the current one."""
-    global _current, _captured
-    with _state_lock:
-        telemetry.shutdown()
-        if _current is telemetry:
-            _current = None
-            _captured = False
-
-
-def _describe(s: Settings) -> str:
-    return f"strategy_id={s.strategy_id} schema_version={s.schema_version} root={s.root}"
-
-
-def _after_fork_in_child() -> None:
-    global _current, _captured
-    telemetry = _current
-    if isinstance(telemetry, Telemetry):
-        telemetry.forked()
-    _current = None
-    _captured = False
-
-
-def _at_exit() -> None:
-    telemetry = _current
-    if telemetry is not None:
-        try:
-            telemetry.shutdown(timeout_millis=5_000)
-        except Exception:
-            _log.exception("ensemble-otel: shutdown at exit failed")
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_at_exit)
+    return _process.install(settings, build, explicit=explicit, captured=captured)  # type: ignore[no-any-return]
