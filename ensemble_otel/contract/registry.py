@@ -72,6 +72,7 @@ BARS_DROPPED = "ensemble.bars.dropped"
 TRADED_NOTIONAL = "ensemble.traded_notional"
 RISK_BREACHES = "ensemble.risk.breaches"
 RISK_WARNINGS = "ensemble.risk.warnings"
+EVENTS_REFUSED = "ensemble.events.refused"
 
 PERIOD_ATTRIBUTE = "ensemble.period"
 
@@ -117,6 +118,9 @@ METRICS: tuple[Metric, ...] = (
            "Risk-limit breaches since the strategy's first bar.", "ensemble_risk_breaches_total"),
     Metric(RISK_WARNINGS, "observable_counter", "{warning}",
            "Risk warnings since the strategy's first bar.", "ensemble_risk_warnings_total"),
+    Metric(EVENTS_REFUSED, "observable_counter", "{event}",
+           "Events refused for a bad name or value (or an oversized record) since this "
+           "process started; nothing of them was written.", "ensemble_events_refused_total"),
 )
 
 METRICS_BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
