@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("ensemble_otel.validate", "validate emitted JSONL records"),
     "report": ("ensemble_otel.report.cli", "write a self-contained HTML report"),
     "demo": ("ensemble_otel.demo.cli", "replay real market data through a paper bot"),
+    "reset": ("ensemble_otel.reset", "start a strategy's files over (state, records, heartbeat)"),
 }
 
 
