@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -214,3 +215,22 @@ def otlp_exporter(signal: str, endpoint: str | None = None) -> Any:
         kwargs["endpoint"] = (endpoint if grpc else
                               f"{endpoint.rstrip('/')}/v1/{signal.lower()}")
     return getattr(importlib.import_module(module), name)(**kwargs)
+
+
+def run_bounded(work: Callable[[], None], seconds: float, name: str) -> bool:
+    """Run ``work`` on a daemon thread and wait at most ``seconds``; False when it is still
+    running then (it is given up: a daemon thread never holds the interpreter's exit)."""
+    failed: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            work()
+        except Exception as exc:  # reported below, on the caller's thread
+            failed.append(exc)
+
+    worker = threading.Thread(target=target, name=name, daemon=True)
+    worker.start()
+    worker.join(max(0.0, seconds))
+    if failed:
+        _log.warning("ensemble-otel: %s failed: %s", name, failed[0])
+    return not worker.is_alive()

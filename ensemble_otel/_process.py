@@ -4,7 +4,7 @@
 - :class:`_StrategyLock`: one live writer per (root, strategy);
 - :func:`on_fork_in_child`: what a forked child must forget, run by the module's one
   ``os.register_at_fork`` hook; the ``atexit`` hook shuts the current telemetry down,
-  bounded by :data:`AT_EXIT_TIMEOUT`.
+  bounded by :data:`DEFAULT_SHUTDOWN_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from ensemble_otel.settings import Settings
 
 _log = logging.getLogger("ensemble_otel")
 
-# seconds the shutdown at interpreter exit may take (the files are written first)
-AT_EXIT_TIMEOUT = 2.0
+# seconds ensemble_otel.shutdown() and the shutdown at interpreter exit may take (the
+# files are written first; the OTLP flush gets what is left)
+DEFAULT_SHUTDOWN_TIMEOUT = 2.0
 
 
 class Installed(Protocol):
@@ -155,11 +156,28 @@ def _describe(s: Settings, names: list[str] | None = None) -> str:
 # -- fork and exit: one hook each, registered once ------------------------------------------
 
 _in_child: list[Callable[[], None]] = []
+_held: list[Any] = []
 
 
 def on_fork_in_child(callback: Callable[[], None]) -> None:
     """Run ``callback`` in every forked child (before any code of the child runs)."""
     _in_child.append(callback)
+
+
+def hold_across_fork(lock: Any) -> None:
+    """Take ``lock`` before a fork and release it after, in parent and child: work done
+    under it (a beat being written) is whole in the child, never cut at the fork."""
+    _held.append(lock)
+
+
+def _before_fork() -> None:
+    for lock in _held:
+        lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for lock in reversed(_held):
+        lock.release()
 
 
 def _forget_in_child() -> None:
@@ -173,6 +191,7 @@ def _forget_in_child() -> None:
 
 
 def _after_fork_in_child() -> None:
+    _after_fork_in_parent()  # the locks taken before the fork
     for callback in _in_child:
         try:
             callback()
@@ -184,11 +203,12 @@ def _at_exit() -> None:
     telemetry = _current
     if telemetry is not None:
         try:
-            telemetry.shutdown(timeout_millis=AT_EXIT_TIMEOUT * 1000)
+            telemetry.shutdown(timeout_millis=DEFAULT_SHUTDOWN_TIMEOUT * 1000)
         except Exception:
             _log.exception("ensemble-otel: shutdown at exit failed")
 
 
 on_fork_in_child(_forget_in_child)
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
 atexit.register(_at_exit)

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
@@ -30,6 +30,7 @@ from ensemble_otel._export import (
     limit_export_warnings,
     once_logger_provider,
     otlp_exporter,
+    run_bounded,
 )
 from ensemble_otel._process import _StrategyLock, current, release
 from ensemble_otel.contract.registry import METRICS
@@ -37,6 +38,7 @@ from ensemble_otel.events import EventLog, bridge_stdlib_logging
 from ensemble_otel.health import HealthSnapshotEmitter
 from ensemble_otel.heartbeat import Heartbeat, HeartbeatFileExporter
 from ensemble_otel.jsonl import JsonlAppender
+from ensemble_otel.reset import remove_strategy_files
 from ensemble_otel.resource import build_resource, instance_id
 from ensemble_otel.settings import Settings
 
@@ -85,9 +87,13 @@ class Telemetry:
     ) -> None:
         self.settings = settings
         self.closed = False
+        self._forked = False
+        self._ready = False  # READY=1 sent: watchdog pings may follow
         self._shutdown_lock = threading.Lock()
         self._lock = _StrategyLock(settings)
         try:
+            if settings.fresh:  # under the lock: no live writer of this strategy meanwhile
+                remove_strategy_files(settings.root, settings.strategy_id, keep_lock=True)
             self._start(settings, metric_readers, log_exporters)
         except BaseException:
             self._abandon()
@@ -102,6 +108,9 @@ class Telemetry:
         bridge = getattr(self, "_bridge", None)
         if bridge is not None:
             logging.getLogger().removeHandler(bridge)
+        waker = getattr(self, "_waker", None)
+        if waker is not None:
+            waker.stop()
         started = [getattr(self, name, None) for name in ("logger_provider", "meter_provider")]
         if started[1] is None:  # the heartbeat reader's thread runs from its construction
             started.append(getattr(self, "_heartbeat_reader", None))
@@ -118,7 +127,7 @@ class Telemetry:
     ) -> None:
         self.resource: Resource = build_resource(settings)
         self.heartbeat = Heartbeat(settings, instance_id())
-        self._heartbeat_reader = PeriodicExportingMetricReader(
+        self._heartbeat_reader = _HeartbeatReader(
             HeartbeatFileExporter(self.heartbeat),
             export_interval_millis=settings.heartbeat_interval * 1000,
         )
@@ -160,28 +169,57 @@ class Telemetry:
         self._appender = JsonlAppender(name="files")
         self.health = HealthSnapshotEmitter(
             settings, meter=meter, snapshot_reader=self._snapshot_reader,
-            appender=self._appender)
+            appender=self._appender, on_first_bar=self._first_bar)
         logger = (self.logger_provider.get_logger(SCOPE)
                   if self.logger_provider is not None else None)
-        self.events = EventLog(settings, appender=self._appender, logger=logger)
-        self.heartbeat.on_beat.append(self._on_beat)
+        self.events = EventLog(settings, appender=self._appender, logger=logger, meter=meter)
+        self.heartbeat.on_beat.extend(self._beat_duties())
 
-        # the start-up beat, synchronously, before configure() returns; no network I/O
+        self._waker = _BeatWaker(self._heartbeat_reader)
+        # the start-up beat ("starting": configured, no bar yet), synchronously, before
+        # configure() returns; no network I/O
         self._heartbeat_reader.collect()
-        self.heartbeat.state = "running"
         notify.notify("READY=1")
+        self._ready = True
 
-    def _on_beat(self, state: str) -> None:
-        if self.health.dirty:
+    # -- every beat ------------------------------------------------------------------------
+
+    def _beat_duties(self) -> list[Callable[[str], None]]:
+        """What runs after every beat, on the heartbeat's thread, in this order (each one
+        fails alone: the others and the beat go on)."""
+        return [self._save_health_state, self._retry_held_lines, self._ping_watchdog]
+
+    def _save_health_state(self, state: str) -> None:
+        # a beat woken by a state change only tells the state: the periodic ones save
+        if self.health.dirty and not self._waker.is_current():
             self.health.save_state(fsync=True)
+
+    def _retry_held_lines(self, state: str) -> None:
         if self._appender.pending:  # lines held back by a full disk: retry every beat
             self._appender.flush_pending()
-        if state == self.heartbeat.state == "running" and notify.watchdog_enabled():
-            # only between READY=1 and STOPPING=1
+
+    def _ping_watchdog(self, state: str) -> None:
+        # only between READY=1 and STOPPING=1: a bot waiting for its first bar is alive too
+        if (self._ready and state == self.heartbeat.state and state in ("starting", "running")
+                and notify.watchdog_enabled()):
             notify.notify("WATCHDOG=1")
+
+    def _first_bar(self) -> None:
+        """Called on the bar thread by the first bar: no I/O, no lock; the beat is written
+        at once on the waker's thread."""
+        if self.heartbeat.state == "starting":
+            self.heartbeat.state = "running"
+        self._waker.wake()
+
+    def wake_heartbeat(self) -> None:
+        """Write a beat now (on the heartbeat's own thread; returns at once)."""
+        self._waker.wake()
+
+    # -- process events ----------------------------------------------------------------------
 
     def forked(self) -> None:
         """In a forked child: stop touching the parent's files and exporters."""
+        self._forked = True
         self.heartbeat.active = False
         self.health.active = False
         self.events.active = False
@@ -196,45 +234,107 @@ class Telemetry:
         return ok
 
     def shutdown(self, timeout_millis: float = 10_000) -> None:
-        """Flush everything, write the ``stopped`` beat, release the lock. Idempotent."""
+        """Stop within ``timeout_millis``: the files first, then the network. Idempotent.
+
+        On disk first, whatever the network does: the health state, every event line and
+        the ``stopped`` beat; the strategy lock is released then. The OTLP flush of
+        metrics and logs gets what is left of the timeout; what it cannot send in that time
+        is dropped with one warning (the files hold it).
+        """
+        deadline = time.monotonic() + max(0.0, timeout_millis) / 1000.0
         with self._shutdown_lock:
             if self.closed:
                 return
             self.closed = True
         self.heartbeat.state = "stopping"  # first: no watchdog ping follows STOPPING=1
-        if self.heartbeat.active:
+        if not self._forked:
             notify.notify("STOPPING=1")
+        self._waker.stop()
         self.health.close()
         self.health.active = False  # a bar after shutdown records nothing: the lock goes
-        deadline = time.monotonic() + timeout_millis / 1000.0
-        self.meter_provider.shutdown(timeout_millis=timeout_millis)
-        if self.logger_provider is not None:
-            self._shutdown_logs(max(0.0, deadline - time.monotonic()))
         if self._bridge is not None:
             logging.getLogger().removeHandler(self._bridge)
         self.events.active = False
         self._appender.close()
         self.heartbeat.state = "stopped"
         self.heartbeat.write(time.time(), "stopped")
-        if self.heartbeat.active:
+        self.heartbeat.active = False  # the readers' last collection writes no later beat
+        if not self._forked:
             self._lock.release()
+        self._shutdown_network(deadline)
 
+    def _shutdown_network(self, deadline: float) -> None:
+        """Shut the providers down (their last OTLP export) within ``deadline``.
 
-    def _shutdown_logs(self, seconds: float) -> None:
-        """Flush the log pipeline within what is left of the shutdown timeout.
-
-        The SDK's log provider takes no timeout (its batch processor waits up to 30 s per
-        export): against a collector that never answers, a bot would hang at exit. The
-        files are already complete; unsent log records are dropped with one warning (within
-        the one-export-warning-per-interval budget).
+        Neither provider's shutdown is bounded by the SDK against an endpoint that never
+        answers (the log batch processor waits up to 30 s per export), so it runs on a
+        thread that is given up at the deadline.
         """
-        worker = threading.Thread(target=self.logger_provider.shutdown,
-                                  name="ensemble-otel-log-shutdown", daemon=True)
-        worker.start()
-        worker.join(seconds)
-        if worker.is_alive() and EXPORT_WARNINGS.allow() is not None:
-            _log.warning("ensemble-otel: OTLP log export did not finish within the shutdown "
-                         "timeout; unsent log records are dropped (the JSONL files are complete)")
+        def providers() -> None:
+            left = max(0.0, deadline - time.monotonic())
+            self.meter_provider.shutdown(timeout_millis=left * 1000)
+            if self.logger_provider is not None:
+                self.logger_provider.shutdown()
+
+        finished = run_bounded(providers, deadline - time.monotonic(), "ensemble-otel-shutdown")
+        if not finished and EXPORT_WARNINGS.allow() is not None:
+            _log.warning("ensemble-otel: OTLP export did not finish within the shutdown "
+                         "timeout; unsent metrics and log records are dropped (the files "
+                         "are complete)")
+
+
+# Every heartbeat collection (periodic, woken, start-up) runs under this lock, and a fork
+# waits for the one under way: a child never inherits the SDK's collection locks held by a
+# thread it does not have.
+_COLLECTING = threading.Lock()
+_process.hold_across_fork(_COLLECTING)
+
+
+class _HeartbeatReader(PeriodicExportingMetricReader):
+    """The periodic reader of the heartbeat file; each collection is whole across a fork."""
+
+    def collect(self, timeout_millis: float = 10_000) -> None:
+        with _COLLECTING:
+            super().collect(timeout_millis=timeout_millis)
+
+
+class _BeatWaker:
+    """A thread that makes the heartbeat reader collect (write a beat) when woken.
+
+    ``wake()`` is cheap and does no I/O (it sets an event): the bar thread may call it.
+    """
+
+    def __init__(self, reader: MetricReader) -> None:
+        self._reader = reader
+        self._event = threading.Event()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="ensemble-otel-beat-waker",
+                                        daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def is_current(self) -> bool:
+        """Whether the caller runs on the waker's thread (a woken beat)."""
+        return threading.current_thread() is self._thread
+
+    def _run(self) -> None:
+        while True:
+            self._event.wait()
+            if self._stopped:
+                return
+            self._event.clear()
+            try:
+                self._reader.collect()
+            except Exception:  # a failed beat shows as a stale file; the next one may work
+                _log.debug("ensemble-otel: woken beat failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._event.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
 
 
 class _NoopHealth:
