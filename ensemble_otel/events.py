@@ -9,7 +9,8 @@ import re
 import time
 import traceback
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,22 @@ _D3 = tuple(f"{i:03d}" for i in range(1000))  # microseconds as two table look-u
 _D3Z = tuple(f"{i:03d}Z" for i in range(1000))
 _NULL = b"null"  # orjson writes NaN and infinity as null
 _OPTS = orjson.OPT_APPEND_NEWLINE
-_dumps = orjson.dumps
+_TIMES = (datetime, date, dt_time)
+
+
+def _default(value: Any) -> Any:
+    # date and time values are written by Python's isoformat, which checks what a tzinfo
+    # returns (orjson's own path crashes the process when utcoffset() raises, and writes a
+    # wrong offset when it returns a bad one)
+    if isinstance(value, _TIMES):
+        return value.isoformat()
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _dumps(value: Any, option: int = 0) -> bytes:
+    """orjson.dumps with date and time values through :func:`_default` (see there)."""
+    return orjson.dumps(value, default=_default,
+                        option=option | orjson.OPT_PASSTHROUGH_DATETIME)
 
 
 # Size bounds of one event (documented in docs/reference.md, "Events"):
@@ -39,8 +55,11 @@ _dumps = orjson.dumps
 #   (counted, logged; strict mode raises), so a file never holds a line a reader must skip;
 # - in the OTel log record a string longer than MAX_FIELD_BYTES (UTF-8) is cut there and
 #   ends with TRUNCATED_MARKER: one huge field cannot make a whole OTLP batch fail.
+#   The OTel log record as a whole is bounded too (MAX_OTEL_RECORD_BYTES): past that its
+#   body is the record's JSON cut there, with the marker.
 MAX_RECORD_BYTES = 1 << 20
 MAX_FIELD_BYTES = 64 << 10
+MAX_OTEL_RECORD_BYTES = 256 << 10
 TRUNCATED_MARKER = "...[truncated by ensemble-otel: {n} bytes]"
 _REFUSAL_LOG_INTERVAL = 60.0
 
@@ -152,7 +171,7 @@ class EventLog:
         if self._logger is not None:  # before the append: nothing is written if it fails
             body = _otel_value(fields)
             if len(line) > MAX_FIELD_BYTES:  # only then can a string be over the limit
-                body = _bounded(body)
+                body = _bounded(body, line)
         self._append(path, line)
         if self._logger is not None:
             try:
@@ -219,21 +238,34 @@ def _short_repr(value: object) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def _bounded(value: Any) -> Any:
-    """``value`` (an OTel body) with every string over MAX_FIELD_BYTES cut, with a marker."""
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` UTF-8 bytes with the marker, or as it is when it fits."""
+    if len(text) <= limit // 4:
+        return text
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= limit:
+        return text
+    kept = raw[:limit].decode("utf-8", "ignore")
+    return kept + TRUNCATED_MARKER.format(n=len(raw) - len(kept.encode()))
+
+
+def _strings_cut(value: Any) -> Any:
     if isinstance(value, str):
-        if len(value) <= MAX_FIELD_BYTES // 4:
-            return value
-        raw = value.encode("utf-8", "surrogatepass")
-        if len(raw) <= MAX_FIELD_BYTES:
-            return value
-        kept = raw[:MAX_FIELD_BYTES].decode("utf-8", "ignore")
-        return kept + TRUNCATED_MARKER.format(n=len(raw) - len(kept.encode()))
+        return _cut(value, MAX_FIELD_BYTES)
     if isinstance(value, dict):
-        return {k: _bounded(v) for k, v in value.items()}
+        return {k: _strings_cut(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_bounded(v) for v in value]
+        return [_strings_cut(v) for v in value]
     return value
+
+
+def _bounded(body: Any, line: bytes) -> Any:
+    """The OTel body of a large record: every string over MAX_FIELD_BYTES cut, and the
+    whole over MAX_OTEL_RECORD_BYTES replaced by the record's JSON cut there."""
+    cut = _strings_cut(body)
+    if len(_dumps(cut)) <= MAX_OTEL_RECORD_BYTES:
+        return cut
+    return _cut(line.decode(), MAX_OTEL_RECORD_BYTES)
 
 
 def _finite(value: Any) -> bool:
@@ -254,7 +286,7 @@ def _finite(value: Any) -> bool:
 def _first_unserialisable(fields: dict[str, Any]) -> str:
     for key, value in fields.items():
         try:
-            orjson.dumps(value)
+            _dumps(value)
         except TypeError:
             return key
     return "fields"
@@ -268,7 +300,7 @@ def _otel_value(value: Any) -> Any:
         return [_otel_value(v) for v in value]
     if value is None or isinstance(value, (str, bool, int, float, bytes)):
         return value
-    return orjson.dumps(value).decode()
+    return _dumps(value).decode()
 
 
 _SEVERITY_BANDS = (SeverityNumber.DEBUG, SeverityNumber.INFO, SeverityNumber.WARN,
