@@ -213,13 +213,14 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     if overrides.get("metric_export_interval") is not None:
         values["metric_export_interval"] = _interval(
             overrides["metric_export_interval"], "metric_export_interval",
-            "must be a number of seconds > 0",
+            "must be a number of seconds > 0, up to 86400 (one day)", (0.0, 86_400.0),
         )
     elif env.get("OTEL_METRIC_EXPORT_INTERVAL", "").strip():
         values["metric_export_interval"] = (
             _interval(
                 env["OTEL_METRIC_EXPORT_INTERVAL"], "OTEL_METRIC_EXPORT_INTERVAL",
-                "must be a number of milliseconds > 0",
+                "must be a number of milliseconds > 0, up to 86400000 (one day)",
+                (0.0, 86_400_000.0),
             )
             / 1000.0
         )

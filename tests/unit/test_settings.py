@@ -241,6 +241,18 @@ def test_bad_metric_export_interval_variable() -> None:
     _assert_names(info.value, "OTEL_METRIC_EXPORT_INTERVAL", "-5", "milliseconds > 0")
 
 
+def test_metric_export_interval_is_bounded() -> None:
+    """A timer of 1e15 s would kill the OTLP reader's thread, as the heartbeat's did."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({"OTEL_METRIC_EXPORT_INTERVAL": "1e18"})
+    _assert_names(info.value, "OTEL_METRIC_EXPORT_INTERVAL", "1e18", "86400000")
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, metric_export_interval=1e15)
+    _assert_names(info.value, "metric_export_interval", 1e15, "86400")
+    assert load_settings({"OTEL_METRIC_EXPORT_INTERVAL": "86400000"}).metric_export_interval \
+        == 86_400.0
+
+
 def test_metric_export_interval_is_milliseconds() -> None:
     assert load_settings({"OTEL_METRIC_EXPORT_INTERVAL": "1500"}).metric_export_interval == 1.5
 
