@@ -249,7 +249,7 @@ class Telemetry:
         self.heartbeat.state = "stopping"  # first: no watchdog ping follows STOPPING=1
         if not self._forked:
             notify.notify("STOPPING=1")
-        self._waker.stop()
+        self._waker.stop(wait=min(1.0, max(0.0, deadline - time.monotonic())))
         self.health.close()
         self.health.active = False  # a bar after shutdown records nothing: the lock goes
         if self._bridge is not None:
@@ -330,11 +330,12 @@ class _BeatWaker:
             except Exception:  # a failed beat shows as a stale file; the next one may work
                 _log.debug("ensemble-otel: woken beat failed", exc_info=True)
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 5.0) -> None:
+        """End the thread; wait up to ``wait`` seconds for a beat under way."""
         self._stopped = True
         self._event.set()
         if self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=wait)
 
 
 class _NoopHealth:
