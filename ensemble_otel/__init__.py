@@ -14,8 +14,10 @@ Everything a user may touch is listed in ``__all__``.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
+from ensemble_otel._process import DEFAULT_SHUTDOWN_TIMEOUT
 from ensemble_otel._version import __version__
 from ensemble_otel.errors import BarError, ConfigError, EventError, FieldError
 from ensemble_otel.settings import Settings, load_settings
@@ -40,26 +42,53 @@ __all__ = [
 ]
 
 
-def configure(**overrides: Any) -> Telemetry | NoopTelemetry:
+def configure(
+    *,
+    strategy_id: str | None = None,
+    schema_version: str | None = None,
+    root: str | os.PathLike[str] | None = None,
+    heartbeat_interval: float | None = None,
+    environment: str | None = None,
+    service_name: str | None = None,
+    otlp_endpoint: str | None = None,
+    otlp_metrics: bool | None = None,
+    otlp_logs: bool | None = None,
+    metric_export_interval: float | None = None,
+    logging_bridge: bool | None = None,
+    disabled: bool | None = None,
+    strict: bool | None = None,
+    fresh: bool | None = None,
+) -> Telemetry | NoopTelemetry:
     """Configure telemetry for this process and return it (idempotent).
 
-    Keyword arguments beat environment variables, which beat defaults: ``strategy_id``
-    (``ENSEMBLE_STRATEGY_ID``), ``schema_version`` (``ENSEMBLE_SCHEMA_VERSION``), ``root``
-    (``PAPER_TRADING_ROOT``), ``heartbeat_interval`` (``ENSEMBLE_HEARTBEAT_INTERVAL``),
-    ``environment`` (``ENSEMBLE_ENVIRONMENT``), ``service_name`` (``OTEL_SERVICE_NAME``),
-    ``otlp_endpoint``, ``metric_export_interval``, ``logging_bridge``, ``disabled``
-    (``OTEL_SDK_DISABLED``).
+    Keyword arguments beat environment variables, which beat defaults (None: not given):
 
-    A second call with the same settings returns the same object; with different settings it
-    raises :class:`ConfigError`. The start-up heartbeat is on disk when this returns.
+    - ``strategy_id`` (``ENSEMBLE_STRATEGY_ID``), ``schema_version`` (``ENSEMBLE_SCHEMA_VERSION``),
+      ``root`` (``PAPER_TRADING_ROOT``), ``environment`` (``ENSEMBLE_ENVIRONMENT``),
+      ``service_name`` (``OTEL_SERVICE_NAME``);
+    - ``heartbeat_interval`` (``ENSEMBLE_HEARTBEAT_INTERVAL``, 0.5 to 86400 s);
+    - ``otlp_endpoint``, ``otlp_metrics``, ``otlp_logs``, ``metric_export_interval``
+      (the ``OTEL_EXPORTER_OTLP_*`` / ``OTEL_METRIC_EXPORT_INTERVAL`` variables);
+    - ``logging_bridge`` (``ENSEMBLE_LOGGING_BRIDGE``), ``disabled`` (``OTEL_SDK_DISABLED``);
+    - ``strict`` (``ENSEMBLE_STRICT``): a bad bar or event raises instead of being refused,
+      counted and logged;
+    - ``fresh`` (``ENSEMBLE_FRESH``): remove this strategy's state, records and heartbeat
+      under the root first (see ``ensemble-otel reset``).
+
+    ``configure()`` with no arguments returns the telemetry already configured, whatever
+    the earlier call's arguments. A call whose arguments differ from it raises
+    :class:`ConfigError` naming both. The start-up heartbeat is on disk when this returns.
     """
+    given = {name: value for name, value in locals().items() if value is not None}
     from ensemble_otel import telemetry as _telemetry
     from ensemble_otel._requirements import check_installed
 
     check_installed()
-    settings = load_settings(**overrides)
     before = _telemetry.current()
-    result = _telemetry.install(settings)
+    if not given and before is not None and not before.closed:
+        return before
+    settings = load_settings(**given)
+    result = _telemetry.install(settings, explicit=set(given))
     if result is not before and isinstance(result, _telemetry.Telemetry):
         _set_global_providers(result)
     return result
@@ -72,13 +101,19 @@ def get_telemetry() -> Telemetry | NoopTelemetry | None:
     return _telemetry.current()
 
 
-def shutdown() -> None:
-    """Flush and stop the current telemetry (also runs at interpreter exit)."""
+def shutdown(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
+    """Stop the current telemetry within ``timeout`` seconds (also runs at interpreter exit,
+    with the same default).
+
+    The health state, the event lines and the ``stopped`` beat are on disk first; the OTLP
+    flush of metrics and logs gets what is left of the timeout, and what it cannot send
+    then is dropped with one warning (the files hold everything).
+    """
     from ensemble_otel import telemetry as _telemetry
 
     current = _telemetry.current()
     if current is not None:
-        _telemetry.release(current)
+        _telemetry.release(current, timeout_millis=timeout * 1000)
 
 
 def emit_event(event: str, /, **fields: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("ensemble_otel.report.cli", "write a self-contained HTML report"),
     "demo": ("ensemble_otel.demo.cli", "replay real market data through a paper bot"),
     "status": ("ensemble_otel.status", "one line per strategy: heartbeat and buckets"),
+    "reset": ("ensemble_otel.reset", "start a strategy's files over (state, records, heartbeat)"),
 }
 
 

@@ -132,22 +132,28 @@ class _ParentOnlySpanExporter:
     """Sends spans from the process that built it; a forked child's copy drops them."""
 
     def __init__(self, inner: Any) -> None:
+        from ensemble_otel._process import on_fork_in_child
+
         self._inner = inner
-        self._pid = os.getpid()
+        self.active = True
+        on_fork_in_child(self._forked)
+
+    def _forked(self) -> None:
+        self.active = False
 
     def export(self, spans: Any) -> Any:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
-        if os.getpid() != self._pid:
+        if not self.active:
             return SpanExportResult.SUCCESS
         return self._inner.export(spans)
 
     def shutdown(self) -> None:
-        if os.getpid() == self._pid:
+        if self.active:
             self._inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        if os.getpid() != self._pid:
+        if not self.active:
             return True
         return bool(self._inner.force_flush(timeout_millis))
 

@@ -36,7 +36,7 @@ import numbers
 import operator
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from threading import get_ident
@@ -254,10 +254,13 @@ class HealthSnapshotEmitter:
         meter: Meter | None = None,
         snapshot_reader: InMemoryMetricReader | None = None,
         appender: JsonlAppender | None = None,
+        on_first_bar: Callable[[], None] | None = None,
         **overrides: Any,
     ) -> None:
         if settings is None:  # returned ready-made by __new__: nothing to build again
             return
+        # called once, on the bar thread, by the first valid bar (cheap: no I/O, no lock)
+        self._on_first_bar = on_first_bar
         assert meter is not None and snapshot_reader is not None and appender is not None
         self.settings = settings
         self._reader = snapshot_reader
@@ -317,7 +320,8 @@ class HealthSnapshotEmitter:
         # ... and the fast path's copy of it (-inf when a bar must take the general path)
         self._hour_end = -_INF
         self._restore()
-        self._hour_end = self._end
+        # the first bar takes the general path (which calls _on_first_bar)
+        self._hour_end = self._end if on_first_bar is None else -_INF
         self._reset_dd_floor()
         self._n_cap = NOTIONAL_ROOM - self._c_notional
         self._saved_ts = self._writing = self.last_ts
@@ -410,6 +414,9 @@ class HealthSnapshotEmitter:
             risk_warnings = _count(risk_warnings, "risk_warnings")
         if open_positions is not None and (type(open_positions) is not int or open_positions < 0):
             open_positions = _count(open_positions, "open_positions")
+        if self._on_first_bar is not None:
+            first, self._on_first_bar = self._on_first_bar, None
+            first()
         if t <= self.last_ts or self._on_disk(t):
             self._drop(t)
             return []

@@ -8,11 +8,11 @@ naming both values: a dashboard and a JSONL file must never disagree on who a bo
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource, ResourceDetector
 
+from ensemble_otel._process import on_fork_in_child
 from ensemble_otel._version import __version__
 from ensemble_otel.contract.registry import (
     ENVIRONMENT_ATTRIBUTE,
@@ -31,7 +31,7 @@ def _new_instance_id() -> None:
 
 
 # A forked child is another process: it gets its own service.instance.id.
-os.register_at_fork(after_in_child=_new_instance_id)
+on_fork_in_child(_new_instance_id)
 
 
 def instance_id() -> str:

@@ -26,6 +26,10 @@ DEFAULT_ROOT = "./paper_trading_outputs"
 DEFAULT_HEARTBEAT_INTERVAL = 30.0
 DEFAULT_ENVIRONMENT = "paper"
 DEFAULT_SERVICE_NAME = "ensemble-bot"
+# the heartbeat interval: from half a second (faster burns CPU for nothing) to a day (longer
+# overflows the reader's timer); code, tests above all, may beat faster, down to 1 ms
+HEARTBEAT_INTERVAL_RANGE = (0.5, 86_400.0)
+HEARTBEAT_INTERVAL_FLOOR_IN_CODE = 0.001
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
@@ -47,6 +51,11 @@ class Settings:
     metric_export_interval: float = 60.0
     logging_bridge: bool = False
     disabled: bool = False
+    # True: a bad bar or event raises (BarError / EventError); False: it is refused, counted
+    # and logged once an interval, and the bot never sees an exception
+    strict: bool = False
+    # True: configure() removes this strategy's files under the root first (see reset.py)
+    fresh: bool = False
 
     @property
     def heartbeat_path(self) -> Path:
@@ -66,6 +75,8 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     "environment": ("ENSEMBLE_ENVIRONMENT",),
     "service_name": ("OTEL_SERVICE_NAME",),
     "logging_bridge": ("ENSEMBLE_LOGGING_BRIDGE",),
+    "strict": ("ENSEMBLE_STRICT",),
+    "fresh": ("ENSEMBLE_FRESH",),
 }
 
 
@@ -99,14 +110,27 @@ def validate_schema_version(value: object, source: str = "schema_version") -> st
     return value
 
 
-def _interval(value: object, source: str, rule: str) -> float:
+def _interval(
+    value: object, source: str, rule: str, bounds: tuple[float, float] | None = None
+) -> float:
     try:
         seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(source, value, rule) from None
     if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
         raise ConfigError(source, value, rule)
+    if bounds is not None and not bounds[0] <= seconds <= bounds[1]:
+        raise ConfigError(source, value, rule)
     return seconds
+
+
+def _heartbeat_interval(value: object, source: str) -> float:
+    """0.5 s .. 1 day from the environment; an argument may go down to 1 ms (tests)."""
+    low = HEARTBEAT_INTERVAL_RANGE[0] if source != "heartbeat_interval" else (
+        HEARTBEAT_INTERVAL_FLOOR_IN_CODE)
+    high = HEARTBEAT_INTERVAL_RANGE[1]
+    return _interval(value, source, f"must be a number of seconds > 0, from {low:g} to "
+                                    f"{high:g} (one day)", (low, high))
 
 
 def _flag(value: object, source: str) -> bool:
@@ -154,9 +178,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             raise ConfigError(source, raw, "must be a directory path")
         values["root"] = Path(raw)
     if (picked := _pick("heartbeat_interval", overrides, env)) is not None:
-        values["heartbeat_interval"] = _interval(
-            picked[1], picked[0], "must be a number of seconds > 0"
-        )
+        values["heartbeat_interval"] = _heartbeat_interval(picked[1], picked[0])
     if (picked := _pick("environment", overrides, env)) is not None:
         source, raw = picked
         if raw not in ENVIRONMENTS:
@@ -164,8 +186,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         values["environment"] = raw
     if (picked := _pick("service_name", overrides, env)) is not None:
         values["service_name"] = str(picked[1])
-    if (picked := _pick("logging_bridge", overrides, env)) is not None:
-        values["logging_bridge"] = _flag(picked[1], picked[0])
+    for name in ("logging_bridge", "strict", "fresh"):
+        if (picked := _pick(name, overrides, env)) is not None:
+            values[name] = _flag(picked[1], picked[0])
 
     disabled = overrides.get("disabled")
     values["disabled"] = (
@@ -190,13 +213,14 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     if overrides.get("metric_export_interval") is not None:
         values["metric_export_interval"] = _interval(
             overrides["metric_export_interval"], "metric_export_interval",
-            "must be a number of seconds > 0",
+            "must be a number of seconds > 0, up to 86400 (one day)", (0.0, 86_400.0),
         )
     elif env.get("OTEL_METRIC_EXPORT_INTERVAL", "").strip():
         values["metric_export_interval"] = (
             _interval(
                 env["OTEL_METRIC_EXPORT_INTERVAL"], "OTEL_METRIC_EXPORT_INTERVAL",
-                "must be a number of milliseconds > 0",
+                "must be a number of milliseconds > 0, up to 86400000 (one day)",
+                (0.0, 86_400_000.0),
             )
             / 1000.0
         )

@@ -72,6 +72,7 @@ BARS_DROPPED = "ensemble.bars.dropped"
 TRADED_NOTIONAL = "ensemble.traded_notional"
 RISK_BREACHES = "ensemble.risk.breaches"
 RISK_WARNINGS = "ensemble.risk.warnings"
+EVENTS_REFUSED = "ensemble.events.refused"
 
 PERIOD_ATTRIBUTE = "ensemble.period"
 
@@ -117,6 +118,9 @@ METRICS: tuple[Metric, ...] = (
            "Risk-limit breaches since the strategy's first bar.", "ensemble_risk_breaches_total"),
     Metric(RISK_WARNINGS, "observable_counter", "{warning}",
            "Risk warnings since the strategy's first bar.", "ensemble_risk_warnings_total"),
+    Metric(EVENTS_REFUSED, "observable_counter", "{event}",
+           "Events refused for a bad name or value (or an oversized record) since this "
+           "process started; nothing of them was written.", "ensemble_events_refused_total"),
 )
 
 METRICS_BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
@@ -220,7 +224,14 @@ HEALTH_24H = RecordKind(
 EVENT = RecordKind(
     "event",
     "logs/events/{strategy_id}/{YYYY-MM-DD}.jsonl",
-    "One record per emit() call; the caller's fields follow the metadata.",
+    "One record per emit() call; the caller's fields follow the metadata. Size: the JSON "
+    "line of a record is at most 1 MiB (1048576 bytes); a larger event is refused whole "
+    "(nothing written, counted in ensemble.events.refused). In the OTel log record a string "
+    "longer than 64 KiB (65536 bytes of UTF-8) is cut there and ends with "
+    "'...[truncated by ensemble-otel: N bytes]' (the JSONL keeps it whole), and a body over "
+    "256 KiB is replaced by the record's JSON cut the same way. A bad event (name, reserved "
+    "field, value JSON cannot hold, NaN) is refused the same way; emit() then returns an "
+    "empty, falsy Refused naming the field and rule (strict mode raises EventError).",
     (
         Field("ts", "string", "Wall-clock time of the event, ISO-8601 UTC.", format="date-time"),
         Field("event", "string", "Event name."),

@@ -6,8 +6,10 @@ the heartbeat, events (orders, fills, risk warnings and breaches) and 1h / 24h h
 snapshots under the root. It ends with a summary, validates its own files (strict) and
 writes the HTML report.
 
-The demo replays history, so it starts its strategy's files over on each run (files it
-wrote itself, recognised by a marker under ``state/``; it refuses to touch anything else).
+The demo replays history, so it starts its strategy's files over on each run
+(``configure(fresh=True)``, as ``ensemble-otel reset`` does), but only files it wrote
+itself: records whose first event is the demo's ``demo_started``. It refuses to touch
+anything else, and a strategy a live process holds.
 SIGTERM or Ctrl-C stops it after the current bar; shutdown writes the ``stopped`` beat.
 
 Under ``opentelemetry-instrument`` the settings come from the environment
@@ -19,10 +21,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
+import json
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -37,8 +38,6 @@ from ensemble_otel.cli import int_at_least
 from ensemble_otel.contract.registry import RECORD_KINDS
 from ensemble_otel.demo.bot import PROFILES, PaperBot, RunResult, iso
 from ensemble_otel.demo.data import DATASETS, load_bars
-
-MARKER_SUFFIX = ".demo"
 
 
 def _speed(text: str) -> float:
@@ -94,58 +93,38 @@ def strategy_paths(root: Path, strategy_id: str) -> list[Path]:
 
 
 def _records_exist(root: Path, strategy_id: str) -> bool:
-    return any(p.is_dir() and any(p.iterdir()) for p in strategy_paths(root, strategy_id))
+    return any(p.is_dir() and not p.is_symlink() and any(p.iterdir())
+               for p in strategy_paths(root, strategy_id))
 
 
-def _marker(root: Path, strategy_id: str) -> Path:
-    return root / "state" / f"{strategy_id}{MARKER_SUFFIX}"
+def _history(root: Path, strategy_id: str) -> bool:
+    """Whether the strategy has records or a bar state under ``root``."""
+    state = root / "state" / "health" / f"{strategy_id}.json"
+    return _records_exist(root, strategy_id) or state.exists() or state.is_symlink()
 
 
-@contextlib.contextmanager
-def _strategy_locked(root: Path, strategy_id: str) -> Iterator[bool]:
-    """Hold the strategy's lock while files are removed; False when a live process has it."""
-    lock = root / "state" / f"{strategy_id}.lock"
-    if not lock.exists():
-        yield True
-        return
-    fd = os.open(lock, os.O_RDWR)
+def written_by_demo(root: Path, strategy_id: str) -> bool:
+    """Whether the strategy's oldest event is the demo's ``demo_started`` (a bounded read
+    of one line, no symlink followed)."""
+    events = root / "logs" / "events" / strategy_id
+    if events.is_symlink() or not events.is_dir():
+        return False
+    files = sorted(p for p in events.glob("*.jsonl") if not p.is_symlink())
+    if not files:
+        return False
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        fd = os.open(files[0], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        first = os.read(fd, 1 << 16).split(b"\n", 1)[0]
     finally:
         os.close(fd)
-
-
-def start_over(root: Path, strategy_id: str) -> str | None:
-    """Remove the previous demo run's files; an error message when that is not safe."""
-    health_state = root / "state" / "health"
-    leftovers = [p for p in strategy_paths(root, strategy_id) if p.exists()]
-    if health_state.is_dir():
-        leftovers += sorted(health_state.glob(f"{strategy_id}.json*"))
-    if not leftovers:
-        return None
-    history = _records_exist(root, strategy_id) or (health_state / f"{strategy_id}.json").exists()
-    if history and not _marker(root, strategy_id).exists():
-        return (f"{root} already holds records of strategy {strategy_id!r} that the demo did "
-                "not write; the demo replays old market data and would not overwrite them. "
-                "Use another --root or --strategy.")
-    with _strategy_locked(root, strategy_id) as free:
-        if not free:
-            return (f"another live process is writing strategy {strategy_id!r} under {root}; "
-                    "stop it or use another --root or --strategy")
-        for p in leftovers:
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink(missing_ok=True)
-    return None
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("event") == "demo_started"
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -161,28 +140,27 @@ def _configure(args: argparse.Namespace) -> Any:
         overrides["otlp_endpoint"] = args.otlp_endpoint
     current = ensemble_otel.get_telemetry()
     if current is None:
-        settings = ensemble_otel.load_settings(**overrides)
         if args.strategy is None and not os.environ.get("ENSEMBLE_STRATEGY_ID", "").strip():
             overrides["strategy_id"] = f"demo-sma-{args.data.lower()}"
-            settings = ensemble_otel.load_settings(**overrides)
-        problem = start_over(settings.root, settings.strategy_id)
-        if problem:
-            raise ensemble_otel.ConfigError("--root/--strategy", str(settings.root), problem)
-        telemetry = ensemble_otel.configure(**overrides)
-        marker = _marker(settings.root, settings.strategy_id)
-        marker.write_text(f"written by ensemble-otel demo, pid {os.getpid()}\n")
-        return telemetry
+        settings = ensemble_otel.load_settings(**overrides)
+        if _history(settings.root, settings.strategy_id) and not written_by_demo(
+                settings.root, settings.strategy_id):
+            raise ensemble_otel.ConfigError(
+                "--root/--strategy", str(settings.root),
+                f"{settings.root} already holds records of strategy "
+                f"{settings.strategy_id!r} that the demo did not write; the demo replays old "
+                "market data and would not overwrite them. Use another --root or --strategy.")
+        # start over: the strategy's state, records and heartbeat go (under its lock)
+        return ensemble_otel.configure(**overrides, fresh=True)
     # configured before the demo started (opentelemetry-instrument): settings must agree
     telemetry = ensemble_otel.configure(**overrides)
     s = telemetry.settings
-    if _records_exist(s.root, s.strategy_id):
+    if not s.disabled and _records_exist(s.root, s.strategy_id):
         raise ensemble_otel.ConfigError(
             "PAPER_TRADING_ROOT", str(s.root),
             f"already holds records of strategy {s.strategy_id!r}; under "
             "opentelemetry-instrument the demo cannot start them over: use an empty root",
         )
-    _marker(s.root, s.strategy_id).write_text(
-        f"written by ensemble-otel demo, pid {os.getpid()}\n")
     return telemetry
 
 
@@ -237,6 +215,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     elapsed = time.monotonic() - started
     print_summary(result, settings, args, elapsed, received, out)
     code = 0
+    if settings.disabled:  # OTEL_SDK_DISABLED=true: nothing was written to check
+        out.write("validation and report: skipped (ensemble-otel is disabled: "
+                  "OTEL_SDK_DISABLED=true)\n")
+        return code
     if not args.no_validate:
         code = _validate(settings.root, settings.strategy_id, out)
     if not args.no_report:

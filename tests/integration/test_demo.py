@@ -218,7 +218,7 @@ def test_sigterm_stops_the_paced_demo_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [CLI, "demo", "--root", str(root), "--speed", "36000", "--no-report"],  # 10 bars a s
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=clean_env(ENSEMBLE_HEARTBEAT_INTERVAL="0.2"))
+        env=clean_env(ENSEMBLE_HEARTBEAT_INTERVAL="0.5"))
     try:
         wait_until(lambda: heartbeat.exists() and json.loads(heartbeat.read_text())["seq"] >= 3,
                    timeout=30, interval=0.05, message="the paced demo never beat")

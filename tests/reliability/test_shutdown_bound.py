@@ -17,6 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from otlp_endpoints import BlackHole, Endpoint, Refusing
+from outage_support import PROTOCOLS
+from shutdown_support import run_stop
+
+from ensemble_otel._process import DEFAULT_SHUTDOWN_TIMEOUT
 
 BOT = textwrap.dedent("""
     import sys, time
@@ -56,3 +61,36 @@ def test_shutdown_returns_within_its_timeout_against_a_black_hole(
     events = list((tmp_path / "logs" / "events" / "bounded").glob("*.jsonl"))
     lines = [json.loads(x) for p in events for x in p.read_text().splitlines()]
     assert len(lines) == 5000
+
+
+# -- ensemble_otel.shutdown(timeout) and the shutdown at exit, both protocols, both failures --
+
+MARGIN_S = 1.0  # the target is timeout + 0.5 s (bench/shutdown.py); slack for a loaded host
+
+
+def _endpoint(kind: str) -> Endpoint:
+    return BlackHole() if kind == "black-hole" else Refusing()
+
+
+@pytest.mark.parametrize("mode", ["explicit", "exit"])
+@pytest.mark.parametrize("kind", ["black-hole", "refusing"])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_stop_is_bounded_and_writes_the_files_first(
+    tmp_path: Path, protocol: str, kind: str, mode: str
+) -> None:
+    """``shutdown(timeout=2.0)`` and the default at exit end within the timeout (plus a
+    margin) against an endpoint that never answers or refuses, over gRPC and HTTP; the
+    ``stopped`` beat, the health state and every event line are on disk before the network
+    flush gives up (today a dead endpoint cost 4-8 s at exit)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    with _endpoint(kind) as endpoint:
+        stop = run_stop(root, endpoint.url, protocol, mode, timeout=2.0)
+    limit = (2.0 if mode == "explicit" else DEFAULT_SHUTDOWN_TIMEOUT) + MARGIN_S
+    assert stop.seconds <= limit, f"{mode} stop took {stop.seconds:.2f}s\n{stop.stderr}"
+    assert stop.beat.get("state") == "stopped"
+    assert stop.state is not None and stop.state["buckets"]["1h"]["bars"] > 0  # type: ignore[index]
+    assert stop.events == 5000
+    assert stop.stopped_on_disk_after_s is not None
+    if kind == "black-hole" and stop.seconds > 1.5:  # the network hung: files came first
+        assert stop.stopped_on_disk_after_s < stop.seconds - 0.5, stop

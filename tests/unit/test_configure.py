@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import orjson
@@ -268,3 +269,90 @@ def test_health_snapshot_emitter_made_directly_is_the_configured_one(
     with pytest.raises(ensemble_otel.ConfigError):
         HealthSnapshotEmitter(strategy_id="other")  # configured already, other settings
     ensemble_otel.shutdown()
+
+
+# -- one configured telemetry, found from anywhere (issue 12 §5) ------------------------------
+
+def test_configure_without_arguments_returns_the_configured_one(root: Path) -> None:
+    """Today: ConfigError when the earlier call had arguments (and the env says otherwise)."""
+    first = ensemble_otel.configure(root=root, strategy_id="s1", heartbeat_interval=3600,
+                                    environment="live")
+    assert ensemble_otel.configure() is first
+
+
+def test_only_the_named_arguments_are_compared(root: Path) -> None:
+    first = ensemble_otel.configure(root=root, strategy_id="s1", heartbeat_interval=3600)
+    assert ensemble_otel.configure(strategy_id="s1") is first  # root from env would differ
+
+
+def test_differing_arguments_name_both_values(root: Path) -> None:
+    ensemble_otel.configure(root=root, strategy_id="s1", heartbeat_interval=3600)
+    with pytest.raises(ConfigError) as info:
+        ensemble_otel.configure(strategy_id="s1", heartbeat_interval=60)
+    text = str(info.value)
+    assert "heartbeat_interval=60.0" in text and "heartbeat_interval=3600.0" in text
+    assert "strategy_id=s1" in text
+
+
+def test_configure_has_one_typed_keyword_per_setting() -> None:
+    import inspect
+
+    from ensemble_otel.settings import Settings
+
+    params = inspect.signature(ensemble_otel.configure).parameters
+    assert set(params) == set(Settings.__dataclass_fields__)
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is None
+               for p in params.values())
+    # annotations are strings (postponed evaluation): every one names a real type
+    assert all(p.annotation not in (inspect.Parameter.empty, "Any") and "None" in p.annotation
+               for p in params.values())
+    with pytest.raises(TypeError, match="stratgy_id"):
+        ensemble_otel.configure(stratgy_id="x")  # type: ignore[call-arg]
+
+
+def test_shutdown_takes_a_timeout_in_seconds(root: Path) -> None:
+    telemetry = ensemble_otel.configure(root=root, strategy_id="s1")
+    ensemble_otel.shutdown(timeout=0.5)
+    assert telemetry.closed and ensemble_otel.get_telemetry() is None
+    beat = orjson.loads((root / "logs" / "heartbeat" / "s1.json").read_bytes())
+    assert beat["state"] == "stopped"
+
+
+def test_the_first_bar_wakes_the_heartbeat(root: Path) -> None:
+    """``starting`` means configured, no bar yet: the first bar has the beat file say
+    ``running`` at once, not an interval later (the bar thread itself writes nothing)."""
+    telemetry = ensemble_otel.configure(root=root, strategy_id="s1", heartbeat_interval=3600)
+    path = root / "logs" / "heartbeat" / "s1.json"
+    assert orjson.loads(path.read_bytes())["state"] == "starting"
+    time.sleep(0.3)
+    assert orjson.loads(path.read_bytes())["state"] == "starting"  # no bar, no change
+    telemetry.health.maybe_emit(1_700_000_000, equity=100.0)
+    deadline = time.monotonic() + 1.0
+    while orjson.loads(path.read_bytes())["state"] != "running":
+        assert time.monotonic() < deadline, "no running beat within 1 s of the first bar"
+        time.sleep(0.01)
+    beat = orjson.loads(path.read_bytes())
+    assert beat["seq"] == 1 and beat["interval_s"] == 3600
+    seq = beat["seq"]
+    telemetry.health.maybe_emit(1_700_000_060, equity=101.0)  # later bars wake nothing
+    time.sleep(0.3)
+    assert orjson.loads(path.read_bytes())["seq"] == seq
+
+
+def test_the_bar_thread_writes_no_file_on_the_first_bar(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    telemetry = ensemble_otel.configure(root=root, strategy_id="s1", heartbeat_interval=3600)
+    writers: list[str] = []
+    real = telemetry.heartbeat.write
+
+    def write(unix: float, state: str | None = None) -> bool:
+        writers.append(threading.current_thread().name)
+        return real(unix, state)
+
+    monkeypatch.setattr(telemetry.heartbeat, "write", write)
+    telemetry.health.maybe_emit(1_700_000_000, equity=100.0)
+    deadline = time.monotonic() + 1.0
+    while not writers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writers and threading.current_thread().name not in writers

@@ -79,7 +79,8 @@ def test_file_content_every_field(root: Path) -> None:
 
 
 def test_later_beats_are_running_and_numbered(root: Path) -> None:
-    with capture(root=root, strategy_id="s1", heartbeat_interval=0.05):
+    with capture(root=root, strategy_id="s1", heartbeat_interval=0.05) as cap:
+        cap.health.maybe_emit(1_700_000_000, equity=1.0)  # "starting" lasts until a bar
         path = root / "logs" / "heartbeat" / "s1.json"
         _wait_for(lambda: _beat(path)["seq"] >= 3)
         beat = _beat(path)

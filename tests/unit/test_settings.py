@@ -176,8 +176,41 @@ def test_bad_heartbeat_interval_variable(bad: str) -> None:
 
 
 def test_heartbeat_interval_accepts_fractions_and_numbers() -> None:
-    assert load_settings({"ENSEMBLE_HEARTBEAT_INTERVAL": "0.25"}).heartbeat_interval == 0.25
+    # issue 13 bounds the variable to 0.5 s .. 1 day (0.25 was accepted before)
+    assert load_settings({"ENSEMBLE_HEARTBEAT_INTERVAL": "0.75"}).heartbeat_interval == 0.75
     assert load_settings({}, heartbeat_interval=5).heartbeat_interval == 5.0
+
+
+@pytest.mark.parametrize("bad", ["1e15", "1e-9", "0.25", "86401", "0.49"])
+def test_heartbeat_interval_variable_is_bounded(bad: str) -> None:
+    """1e15 used to kill the heartbeat reader's thread (timer overflow), 1e-9 burnt a core."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({"ENSEMBLE_HEARTBEAT_INTERVAL": bad})
+    _assert_names(info.value, "ENSEMBLE_HEARTBEAT_INTERVAL", bad, "from 0.5 to 86400")
+
+
+@pytest.mark.parametrize("good", ["0.5", "86400", "30"])
+def test_heartbeat_interval_variable_range_is_inclusive(good: str) -> None:
+    assert load_settings({"ENSEMBLE_HEARTBEAT_INTERVAL": good}).heartbeat_interval == float(good)
+
+
+@pytest.mark.parametrize("bad", [1e15, 1e-9, 86_401])
+def test_heartbeat_interval_argument_is_bounded(bad: float) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, heartbeat_interval=bad)
+    _assert_names(info.value, "heartbeat_interval", bad, "to 86400")
+    assert load_settings({}, heartbeat_interval=0.01).heartbeat_interval == 0.01  # tests
+
+
+@pytest.mark.parametrize("name", ["strict", "fresh"])
+def test_strict_and_fresh_flags(name: str) -> None:
+    var = f"ENSEMBLE_{name.upper()}"
+    assert getattr(load_settings({}), name) is False
+    assert getattr(load_settings({var: "1"}), name) is True
+    assert getattr(load_settings({var: "true"}, **{name: False}), name) is False
+    with pytest.raises(ConfigError) as info:
+        load_settings({var: "sometimes"})
+    _assert_names(info.value, var, "sometimes", "true or false")
 
 
 @pytest.mark.parametrize("bad", ["Paper", "LIVE", "prod", "staging", "papers"])
@@ -206,6 +239,18 @@ def test_bad_metric_export_interval_variable() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({"OTEL_METRIC_EXPORT_INTERVAL": "-5"})
     _assert_names(info.value, "OTEL_METRIC_EXPORT_INTERVAL", "-5", "milliseconds > 0")
+
+
+def test_metric_export_interval_is_bounded() -> None:
+    """A timer of 1e15 s would kill the OTLP reader's thread, as the heartbeat's did."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({"OTEL_METRIC_EXPORT_INTERVAL": "1e18"})
+    _assert_names(info.value, "OTEL_METRIC_EXPORT_INTERVAL", "1e18", "86400000")
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, metric_export_interval=1e15)
+    _assert_names(info.value, "metric_export_interval", 1e15, "86400")
+    assert load_settings({"OTEL_METRIC_EXPORT_INTERVAL": "86400000"}).metric_export_interval \
+        == 86_400.0
 
 
 def test_metric_export_interval_is_milliseconds() -> None:

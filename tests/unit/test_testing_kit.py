@@ -101,3 +101,102 @@ def test_capture_refuses_a_configured_process(tmp_path: Path) -> None:
     ensemble_otel.configure(root=tmp_path / "real", strategy_id="real")
     with pytest.raises(RuntimeError, match="already configured"), capture(root=tmp_path):
         pass
+
+
+MARKED_TESTS = textwrap.dedent(
+    """
+    import math
+
+    import pytest
+
+    import ensemble_otel
+
+
+    @pytest.mark.ensemble(strategy_id="marked", schema_version="2.0")
+    def test_marker_settings(ensemble_capture):
+        telemetry = ensemble_otel.configure()
+        assert telemetry.settings.strategy_id == "marked"
+        assert ensemble_capture.resource["ensemble.strategy.id"] == "marked"
+        telemetry.events.emit("done", n=1)
+        [record] = ensemble_capture.records("event")
+        assert (record["event"], record["schema_version"]) == ("done", "2.0")
+
+
+    def test_shell_variables_are_ignored(ensemble_capture):
+        assert ensemble_capture.telemetry.settings.strategy_id == "default"
+        assert ensemble_capture.telemetry.settings.heartbeat_interval == 30.0
+
+
+    @pytest.mark.ensemble(use_env=True)
+    def test_shell_variables_on_request(ensemble_capture):
+        assert ensemble_capture.telemetry.settings.strategy_id == "from-shell"
+
+
+    def test_strict_by_default(ensemble_capture):
+        with pytest.raises(ensemble_otel.EventError):
+            ensemble_capture.events.emit("bad", x=math.nan)
+        with pytest.raises(ensemble_otel.BarError):
+            ensemble_capture.health.maybe_emit("not a time", equity=1.0)
+    """
+)
+
+
+def test_marker_settings_and_a_hostile_shell(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README example passes whatever the shell exports (ENSEMBLE_* ignored unless
+    asked), settings come from ``@pytest.mark.ensemble``, strict is on."""
+    monkeypatch.setenv("ENSEMBLE_STRATEGY_ID", "from-shell")
+    monkeypatch.setenv("ENSEMBLE_HEARTBEAT_INTERVAL", "5")
+    monkeypatch.setenv("PAPER_TRADING_ROOT", "/nonexistent/shell/root")
+    pytester.makepyfile(test_marked=MARKED_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "--strict-markers")
+    result.assert_outcomes(passed=4)
+    pytester.makepyfile(test_user_bot=USER_TESTS)  # the README's example, same hostile shell
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "test_user_bot.py")
+    result.assert_outcomes(passed=3)
+
+
+def test_marker_is_registered(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--markers")
+    result.stdout.fnmatch_lines(["*@pytest.mark.ensemble(**settings)*"])
+
+
+def test_records_of_each_kind(tmp_path: Path) -> None:
+    with capture(root=tmp_path, strategy_id="kit") as cap:
+        assert cap.records("event") == [] and cap.records("1h") == []
+        cap.health.maybe_emit(1_700_000_000, equity=100.0)
+        cap.health.maybe_emit(1_700_003_600, equity=90.0)
+        cap.events.emit("hello", n=1)
+        [hour] = cap.records("health_snapshot_1h")
+        assert hour["equity"] == 100.0 and hour["strategy_id"] == "kit"
+        assert cap.records("24h") == []
+        assert [r["event"] for r in cap.records("events")] == ["hello"]
+        [beat] = cap.records("heartbeat")
+        assert beat["strategy_id"] == "kit"
+        with pytest.raises(ValueError, match=r"known kinds: .*health_snapshot_1h"):
+            cap.records("snapshots")
+
+
+def test_an_unknown_metric_lists_the_known_ones(tmp_path: Path) -> None:
+    with capture(root=tmp_path) as cap:
+        with pytest.raises(AssertionError) as info:
+            cap.metric("ensemble.equty")
+        text = str(info.value)
+        assert "expected one point" in text and "not a metric" in text
+        assert "ensemble.equity" in text and "ensemble.heartbeat.timestamp" in text
+        with pytest.raises(AssertionError) as info:
+            cap.metric("ensemble.equity")  # known, no bar yet: no list
+        assert "not a metric" not in str(info.value)
+
+
+def test_capture_can_read_the_environment_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENSEMBLE_STRATEGY_ID", "env-id")
+    with capture(root=tmp_path) as cap:
+        assert cap.telemetry.settings.strategy_id == "default"
+    with capture(root=tmp_path, use_env=True) as cap:
+        assert cap.telemetry.settings.strategy_id == "env-id"
+    with capture(root=tmp_path, strict=False) as cap:
+        assert not cap.events.emit("bad", x=float("nan"))  # refused, not raised
