@@ -1,7 +1,17 @@
-"""No dead panel, no rule on a metric that does not exist.
+"""No dead panel, no rule on a metric that does not exist, whichever way metrics travel.
 
-An instrumented paper bot exports to the real collector (collector/config.yaml), a real
-Prometheus scrapes the collector and loads deploy/prometheus/rules.yml. Then:
+An instrumented paper bot exports to the real collector (collector/config.yaml), and the
+metrics reach a store by one of four paths (each test runs for each):
+
+- ``scrape``: a Prometheus scrapes the collector's prometheus exporter;
+- ``remote_write``: collector/backends/prometheus-remote-write.yaml to a Prometheus;
+- ``prometheus_otlp``: collector/backends/prometheus-otlp.yaml to Prometheus 3's native OTLP
+  receiver, with deploy/prometheus/prometheus.yml's promoted resource attributes;
+- ``victoriametrics``: collector/backends/victoriametrics.yaml to VictoriaMetrics over OTLP
+  with Prometheus naming (no rule engine there: its queries run, the rule evaluation
+  test covers the three Prometheus paths).
+
+The Prometheus loads deploy/prometheus/rules.yml. Then:
 
 - every PromQL target of every dashboard in deploy/grafana/dashboards, with the strategy
   variable set to the bot's strategy id, returns data for that strategy;
@@ -24,6 +34,9 @@ import urllib.request
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import pytest
+from collector_support import BACKENDS_DIR
 
 from ensemble_otel.contract.registry import BARS, EQUITY, METRICS, METRICS_BY_NAME
 
@@ -62,9 +75,12 @@ def _wait_all_alive(prom: Any, queries: dict[str, str], timeout: float) -> dict[
         time.sleep(0.5)
 
 
-def _rules_prometheus(prometheus: Any, collector: Any) -> Any:
-    """A Prometheus from the shared fixture, with deploy/prometheus/rules.yml loaded."""
-    prom = prometheus(collector, scrape_interval="1s", start=False)
+PROMETHEUS_PATHS = ("scrape", "remote_write", "prometheus_otlp")
+METRICS_PATHS = (*PROMETHEUS_PATHS, "victoriametrics")
+
+
+def _with_rules(prom: Any) -> Any:
+    """Start a Prometheus (not started yet) with deploy/prometheus/rules.yml loaded."""
     base_config = prom.config
 
     def config_with_rules() -> dict[str, Any]:
@@ -74,6 +90,28 @@ def _rules_prometheus(prometheus: Any, collector: Any) -> Any:
 
     prom.config = config_with_rules
     return prom.start()
+
+
+def _metrics_path(path: str, collector: Any, prometheus: Any, backends: Any) -> tuple[Any, Any]:
+    """(agent collector, store answering PromQL) with the bot's metrics going by ``path``."""
+    if path == "scrape":
+        col = collector()
+        return col, _with_rules(prometheus(col, scrape_interval="1s", start=False))
+    if path == "remote_write":
+        prom = _with_rules(prometheus(remote_write_receiver=True, start=False))
+        col = collector("config.yaml", BACKENDS_DIR / "prometheus-remote-write.yaml",
+                        env={"ENSEMBLE_REMOTE_WRITE_URL": prom.remote_write_url})
+        return col, prom
+    if path == "prometheus_otlp":
+        prom = _with_rules(backends.prometheus3())
+        col = collector("config.yaml", BACKENDS_DIR / "prometheus-otlp.yaml",
+                        env={"ENSEMBLE_PROMETHEUS_OTLP_ENDPOINT": prom.otlp_endpoint})
+        return col, prom
+    assert path == "victoriametrics", path
+    vm = backends.victoriametrics().start()
+    col = collector("config.yaml", BACKENDS_DIR / "victoriametrics.yaml",
+                    env={"ENSEMBLE_VICTORIAMETRICS_ENDPOINT": vm.otlp_endpoint})
+    return col, vm
 
 
 def _get_json(prom: Any, path: str, params: dict[str, str] | None = None) -> Any:
@@ -87,11 +125,11 @@ def _get_json(prom: Any, path: str, params: dict[str, str] | None = None) -> Any
     return payload["data"]
 
 
+@pytest.mark.parametrize("path", METRICS_PATHS)
 def test_every_dashboard_and_rule_query_returns_data(
-    collector: Any, prometheus: Any, bot: Any
+    path: str, collector: Any, prometheus: Any, bot: Any, backends: Any,
 ) -> None:
-    col = collector()
-    prom = _rules_prometheus(prometheus, col)
+    col, prom = _metrics_path(path, collector, prometheus, backends)
     # 48 hourly bars: both the 1h and the 24h buckets close, so every series exists.
     result = bot(col.otlp_grpc_url, strategy_id=STRATEGY, bars=48, pause=0.05,
                  export_interval_ms=500, linger=3.0).wait()
@@ -147,11 +185,11 @@ def test_every_dashboard_and_rule_query_returns_data(
             assert STRATEGY in values, f"{path.name}: variable strategy lacks {STRATEGY}"
 
 
+@pytest.mark.parametrize("path", PROMETHEUS_PATHS)
 def test_prometheus_evaluates_every_rule_and_alerts_stay_quiet_on_a_healthy_bot(
-    collector: Any, prometheus: Any, bot: Any
+    path: str, collector: Any, prometheus: Any, bot: Any, backends: Any,
 ) -> None:
-    col = collector()
-    prom = _rules_prometheus(prometheus, col)
+    col, prom = _metrics_path(path, collector, prometheus, backends)
     bot(col.otlp_grpc_url, strategy_id=STRATEGY, bars=48, pause=0.05,
         export_interval_ms=500, linger=3.0).wait()
 
