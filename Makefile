@@ -48,6 +48,9 @@ integration: venv system-deps collector backends
 bench: venv ## benchmark scripts, each printing ratios against a baseline from the same run
 	$(VENV)/bin/python bench/run_all.py
 
+fleet: venv collector backends ## 24 bots on two "hosts", agents -> one gateway (TLS + token) -> VictoriaMetrics, VictoriaLogs, Prometheus 3; prints the table
+	$(VENV)/bin/python bench/fleet.py $(FLEET_ARGS)
+
 smoke: venv ## a bot under auto-instrumentation: heartbeat, check, validate --strict
 	scripts/smoke.sh
 
