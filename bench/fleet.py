@@ -36,7 +36,6 @@ from backend_support import BackendFactory, logsql  # noqa: E402
 from collector_support import (  # noqa: E402
     Collector,
     hermetic_env,
-    http_get,
     make_collector,
     make_tls_files,
     wait_until,
