@@ -56,7 +56,7 @@ def required_env(tmp_path: Path) -> dict[str, str]:
         "ENSEMBLE_VICTORIAMETRICS_ENDPOINT": "http://127.0.0.1:9/opentelemetry",
         "ENSEMBLE_VICTORIALOGS_ENDPOINT": "http://127.0.0.1:9/insert/opentelemetry",
         "ENSEMBLE_JAEGER_ENDPOINT": "127.0.0.1:9",
-        "ENSEMBLE_RECORDS_ROOTS": f"{tmp_path / 'root-a'},{tmp_path / 'root-b'}",
+        "ENSEMBLE_RECORDS_ROOTS": f"{tmp_path}/root-*",
         "ENSEMBLE_GATEWAY_ENDPOINT": "127.0.0.1:9",
         "ENSEMBLE_GATEWAY_TOKEN": "t0ken-for-validate",
         "ENSEMBLE_GATEWAY_TOKEN_FILE": str(token_file),

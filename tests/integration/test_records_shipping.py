@@ -31,17 +31,20 @@ pytestmark = pytest.mark.integration
 STRATEGY = "it-records"
 
 
-def shipping_agent(collector: Callable[..., Collector], vl: Server, *roots: Path) -> Collector:
+def shipping_agent(collector: Callable[..., Collector], vl: Server, roots: Path | str,
+                   ) -> Collector:
+    """An agent shipping the records under ``roots`` (a root, or a glob of roots)."""
     return collector("config.yaml", BACKENDS_DIR / "victorialogs.yaml",
                      BACKENDS_DIR / "records.yaml", name="agent", env={
                          "ENSEMBLE_VICTORIALOGS_ENDPOINT": f"{vl.url}/insert/opentelemetry",
-                         "ENSEMBLE_RECORDS_ROOTS": ",".join(str(r) for r in roots),
+                         "ENSEMBLE_RECORDS_ROOTS": str(roots),
                      })
 
 
-def start_demo(root: Path, log: Path, *, bars: int, speed: float | None) -> subprocess.Popen[bytes]:
+def start_demo(root: Path, log: Path, *, bars: int, speed: float | None,
+               strategy: str = STRATEGY) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "ensemble_otel.cli", "demo", "--bars", str(bars),
-            "--root", str(root), "--strategy", STRATEGY, "--no-report", "--no-validate"]
+            "--root", str(root), "--strategy", strategy, "--no-report", "--no-validate"]
     if speed is not None:
         argv += ["--speed", str(speed)]
     with log.open("wb") as out:
@@ -76,13 +79,18 @@ def test_demo_records_all_arrive_once(
     collector: Callable[..., Collector], backends: BackendFactory, tmp_path: Path,
 ) -> None:
     vl = backends.victorialogs().start()
-    root = tmp_path / "root"
-    root.mkdir()
-    agent = shipping_agent(collector, vl, root)
-    demo = start_demo(root, tmp_path / "demo.log", bars=600, speed=None)
-    wait_demo(demo, tmp_path / "demo.log")
-    result = wait_delivered(vl, agent, root)
-    report("demo, no fault", result)
+    # Two roots (two PAPER_TRADING_ROOTs on one host), one glob.
+    root, other = tmp_path / "roots" / "a", tmp_path / "roots" / "b"
+    root.mkdir(parents=True)
+    other.mkdir()
+    agent = shipping_agent(collector, vl, f"{tmp_path}/roots/*")
+    demos = [start_demo(root, tmp_path / "demo.log", bars=600, speed=None),
+             start_demo(other, tmp_path / "demo-b.log", bars=300, speed=None,
+                        strategy=f"{STRATEGY}-b")]
+    for demo, log in zip(demos, ("demo.log", "demo-b.log"), strict=True):
+        wait_demo(demo, tmp_path / log)
+    result = wait_delivered(vl, agent, root, other)
+    report("demo, two roots, no fault", result)
     assert result.duplicates == 0
     assert all(n > 0 for n in result.on_disk.values()), result.on_disk
 
