@@ -173,6 +173,17 @@ def test_every_dashboard_and_rule_query_returns_data(
     [n] = prom.promql(f'max by ({STRATEGY_LABEL}) ({bars}{{{STRATEGY_LABEL}="{STRATEGY}"}})')
     assert float(n["value"][1]) == result["bars"]
 
+    # The same labels on every path (docs/backends.md lists what differs: job/instance,
+    # and the other resource attributes, which VictoriaMetrics keeps as labels).
+    labels = {key for m in METRICS
+              for item in prom.promql(f'{m.prometheus}{{{STRATEGY_LABEL}="{STRATEGY}"}}')
+              for key in item["metric"]}
+    assert {"__name__", STRATEGY_LABEL, "ensemble_schema_version",
+            "deployment_environment_name", "ensemble_period"} <= labels, labels
+    if path != "victoriametrics":
+        assert {"job", "instance"} <= labels, labels
+        assert "service_instance_id" not in labels, labels
+
     # The dashboard's strategy variable lists the bot.
     for path in dashboards:
         dashboard = dq.load_dashboard(path)
