@@ -119,6 +119,7 @@ def test_collector_killed_twice_mid_tail(
     for _ in range(2):
         wait_until(lambda: logsql_count(vl, "ensemble.record.kind:*") > 0, timeout=60)
         time.sleep(2.5)
+        assert demo.poll() is None, "the demo ended before the kill: not mid-tail"
         agent.restart(kill=True)
     wait_demo(demo, tmp_path / "demo.log")
     report("collector SIGKILLed twice", wait_delivered(vl, agent, root))
@@ -137,6 +138,7 @@ def test_victorialogs_down_for_30_seconds(
     down_at = sum(disk_records(root).values())
     time.sleep(30)
     written_while_down = sum(disk_records(root).values()) - down_at
+    assert demo.poll() is None, "the demo ended during the outage: not mid-run"
     vl.start()
     wait_demo(demo, tmp_path / "demo.log")
     result = wait_delivered(vl, agent, root)
@@ -169,7 +171,7 @@ def test_bot_killed_with_a_torn_tail_then_restarted(
     assert second.root == first.root
     second.wait()
     for path in newest:
-        assert path.with_name(path.name + ".torn").read_bytes() == torn
+        assert path.with_name(path.name + ".torn").read_bytes().rstrip(b"\n") == torn
         assert path.read_bytes().endswith(b"\n")
     result = wait_delivered(vl, agent, first.root)
     report("bot SIGKILLed with torn tails, restarted", result)
