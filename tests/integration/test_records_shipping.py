@@ -23,7 +23,14 @@ from pathlib import Path
 
 import pytest
 from backend_support import BackendFactory, Server, logsql, logsql_count
-from collector_support import BACKENDS_DIR, BotRun, Collector, hermetic_env, wait_until
+from collector_support import (
+    BACKENDS_DIR,
+    REPO_ROOT,
+    BotRun,
+    Collector,
+    hermetic_env,
+    wait_until,
+)
 from records_support import DISTINCT_QUERY, Tally, disk_records, tally
 
 pytestmark = pytest.mark.integration
@@ -69,6 +76,15 @@ def wait_delivered(vl: Server, agent: Collector, *roots: Path, timeout: float = 
     return tally(vl, *roots)
 
 
+def documented_queries() -> list[str]:
+    """The two LogsQL blocks of docs/backends.md's records section, each on one line."""
+    text = (REPO_ROOT / "docs" / "backends.md").read_text()
+    section = text.split("**Dedupe key**", 1)[1]
+    blocks = [b.split("```", 1)[0] for b in section.split("```\n")[1::2]]
+    assert len(blocks) >= 2, blocks
+    return [" ".join(line.strip() for line in b.splitlines()) for b in blocks[:2]]
+
+
 def report(label: str, result: Tally) -> None:
     print(result.line(label))
     assert result.lost == 0, result.line(label)
@@ -104,6 +120,13 @@ def test_demo_records_all_arrive_once(
     assert row["strategy_id"] == STRATEGY and row["period"] == "24h"
     assert row["ensemble.strategy.id"] == STRATEGY
     assert row["_stream"] == f'{{ensemble.strategy.id="{STRATEGY}"}}'
+    # The LogsQL of docs/backends.md: distinct records per kind, and the duplicates.
+    distinct, duplicates = documented_queries()
+    per_kind = {r["ensemble.record.kind"]: int(r["records"])
+                for r in logsql(vl, distinct.replace("demo-sma-eurusd", STRATEGY))}
+    assert per_kind == {k: n for k, n in tally(vl, root).on_disk.items()}, per_kind
+    assert logsql(vl, duplicates) == []
+
     # Heartbeats are replaced, not appended: never shipped.
     assert not logsql(vl, 'log.file.path:~"heartbeat"')
 

@@ -29,9 +29,9 @@ def test_one_strategy_is_one_stream_across_process_starts(
                  first_bar=1_704_067_200 + 8 * 3600).wait()
     sent = first["events"] + second["events"]
     strategy = f'{{ensemble.strategy.id="{STRATEGY}"}}'
-    wait_until(lambda: logsql_count(vl, f"{strategy} event.name:=bar_done") == sent, timeout=60,
-               message=lambda: f"{logsql_count(vl, f'{strategy} event.name:=bar_done')} of {sent} events"
-                               f"\n{agent.log_tail()}")
+    events = f"{strategy} event.name:=bar_done"
+    wait_until(lambda: logsql_count(vl, events) == sent, timeout=60,
+               message=lambda: f"{logsql_count(vl, events)} of {sent} events\n{agent.log_tail()}")
 
     # Two processes ...
     instances = logsql(vl, f"{strategy} | uniq by (service.instance.id)")
