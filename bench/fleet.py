@@ -124,7 +124,7 @@ def start_bot(i: int, host: str, agent: Collector, work: Path, bars: int) -> Bot
     argv = [sys.executable, "-m", "ensemble_otel.cli", "demo", "--bars", str(bars + 7 * i),
             "--root", str(root), "--strategy", strategy, "--no-report", "--no-validate",
             "--otlp-endpoint", agent.otlp_grpc_url]
-    env = hermetic_env({"OTEL_METRIC_EXPORT_INTERVAL": "1000"})
+    env = hermetic_env({"OTEL_METRIC_EXPORT_INTERVAL": "250"})
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, cwd=work, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
