@@ -63,9 +63,8 @@ def test_jaeger_build_module_requires_the_pinned_version() -> None:
 @pytest.mark.parametrize("name", sorted(pinned()))
 def test_binary_is_built_and_runs(name: str) -> None:
     binary = backend_binary(name)
-    flag = "-version" if name.startswith("victoria") else "--version"
-    if name == "telemetrygen":
-        flag = "--help"
+    flag = {"victoria-metrics": "-version", "victoria-logs": "-version", "jaeger": "version",
+            "telemetrygen": "--help"}.get(name, "--version")
     result = subprocess.run([binary, flag], capture_output=True, text=True, timeout=60,
                             check=False)
     assert result.returncode == 0, result.stdout + result.stderr
