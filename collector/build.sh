@@ -58,7 +58,7 @@ func init() {
 GO
 # The same flags as the builder's own compile; a temporary file renamed into place, so a
 # rebuild works while the old binary runs.
-(cd "$OUT" && go build -trimpath -ldflags='-s -w' -o otelcol-ensemble.tmp . \
+(cd "$OUT" && go build -trimpath -buildvcs=false -ldflags='-s -w' -o otelcol-ensemble.tmp . \
   && mv -f otelcol-ensemble.tmp otelcol-ensemble)
 "$BIN" --version >/dev/null
 printf '%s\n' "$stamp" > "$STAMP"

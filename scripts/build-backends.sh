@@ -48,7 +48,7 @@ build_one() {  # name module version
   started=$SECONDS
   echo "build-backends.sh: building $name $version" >&2
   if [ "$name" = jaeger ]; then
-    (cd "$JAEGER_DIR" && go build -trimpath -ldflags='-s -w' -o "$OLDPWD/$tmp/$name" "$module")
+    (cd "$JAEGER_DIR" && go build -trimpath -buildvcs=false -ldflags='-s -w' -o "$OLDPWD/$tmp/$name" "$module")
   else
     GOBIN="$PWD/$tmp" go install -trimpath -ldflags='-s -w' "$module@$version"
   fi
