@@ -199,3 +199,26 @@ def test_bot_killed_with_a_torn_tail_then_restarted(
     result = wait_delivered(vl, agent, first.root)
     report("bot SIGKILLed with torn tails, restarted", result)
     assert not logsql(vl, '"it-rec" -"it-records"'), "a partial line was shipped"
+
+
+def test_secret_named_fields_never_leave_the_host(
+    collector: Callable[..., Collector], backends: BackendFactory, tmp_path: Path,
+) -> None:
+    """An event a bot wrote with a secret-named field: the shipped record has neither the
+    attribute nor the value in its body (the line, masked)."""
+    vl = backends.victorialogs().start()
+    root = tmp_path / "root"
+    events = root / "logs" / "events" / STRATEGY / "2024-01-01.jsonl"
+    events.parent.mkdir(parents=True)
+    events.write_text(
+        '{"ts":"2024-01-01T00:00:00Z","event":"login","strategy_id":"it-records",'
+        '"schema_version":"1.1","api_key":"k-1\\"x","Broker.Password":12345,'
+        '"symbol":"EURUSD","note":"api_key is not a key here"}\n')
+    shipping_agent(collector, vl, root)
+    [row] = wait_until(lambda: logsql(vl, "ensemble.record.kind:=event"), timeout=60)
+    assert "k-1" not in row["_msg"] and "12345" not in row["_msg"], row["_msg"]
+    assert '"api_key":"[redacted]"' in row["_msg"]
+    assert '"Broker.Password":"[redacted]"' in row["_msg"]
+    assert '"note":"api_key is not a key here"' in row["_msg"]
+    assert not {"api_key", "Broker.Password"} & set(row)
+    assert row["symbol"] == "EURUSD" and row["event"] == "login"
