@@ -36,9 +36,18 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 from collector_support import BACKENDS_DIR
 
-from ensemble_otel.contract.registry import BARS, EQUITY, METRICS, METRICS_BY_NAME
+from ensemble_otel.contract.registry import (
+    BARS,
+    ENVIRONMENT_ATTRIBUTE,
+    EQUITY,
+    METRICS,
+    METRICS_BY_NAME,
+    SCHEMA_VERSION_ATTRIBUTE,
+    STRATEGY_ID_ATTRIBUTE,
+)
 
 
 def _load_deploy_queries() -> ModuleType:
@@ -228,3 +237,14 @@ def test_prometheus_evaluates_every_rule_and_alerts_stay_quiet_on_a_healthy_bot(
     firing = [r["name"] for r in seen.values()
               if r.get("type") == "alerting" and r.get("state") != "inactive"]
     assert not firing, f"alerts active on a healthy bot: {firing}"
+
+
+def test_deploy_config_promotes_what_the_scrape_path_labels() -> None:
+    """deploy/prometheus/prometheus.yml promotes, for OTLP, the resource attributes that the
+    collector's prometheus exporter and remote write turn into labels."""
+    deploy = yaml.safe_load((dq.RULES.parent / "prometheus.yml").read_text())
+    promoted = set(deploy["otlp"]["promote_resource_attributes"])
+    assert {STRATEGY_ID_ATTRIBUTE, SCHEMA_VERSION_ATTRIBUTE, ENVIRONMENT_ATTRIBUTE} <= promoted
+    agent = yaml.safe_load((BACKENDS_DIR.parent / "config.yaml").read_text())
+    included = agent["exporters"]["prometheus"]["resource_constant_labels"]["included"]
+    assert {p for p in included if "*" not in p} <= promoted
