@@ -42,6 +42,8 @@ from collector_support import (  # noqa: E402
 )
 from records_support import tally  # noqa: E402
 
+from ensemble_otel.contract.registry import METRICS  # noqa: E402
+
 HOSTS = ("host-a", "host-b")
 EQUITY_RE = re.compile(r"equity\s+[\d,.]+ -> ([\d,]+\.\d\d)")
 
@@ -148,6 +150,13 @@ def check_metrics(store: object, bots: list[Bot], label: str) -> list[str]:
         got = equities()
         problems += [f"{label}: {s} equity {got.get(s)} != {v}" for s, v in want.items()
                      if round(got.get(s, -1), 2) != v]
+    # Every series the registry names, for every strategy.
+    names = "|".join(m.prometheus for m in METRICS)
+    rows = store.promql('count by (ensemble_strategy_id) (count by (ensemble_strategy_id, '  # type: ignore[attr-defined]
+                        f'__name__) ({{__name__=~"{names}", ensemble_strategy_id=~"fleet-.*"}}))')
+    names_per = {r["metric"]["ensemble_strategy_id"]: int(r["value"][1]) for r in rows}
+    problems += [f"{label}: {s} has {names_per.get(s, 0)} of {len(METRICS)} series names"
+                 for s in want if names_per.get(s, 0) != len(METRICS)]
     by = "service_instance_id" if label == "VictoriaMetrics" else "instance"
     rows = store.promql(f'count by ({by}) (count by ({by}, ensemble_strategy_id) '  # type: ignore[attr-defined]
                         f'({{ensemble_strategy_id=~"fleet-.*"}})) > 1')
