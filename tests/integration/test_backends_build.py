@@ -88,3 +88,15 @@ def test_build_script_refuses_an_unknown_name() -> None:
                             timeout=60, check=False)
     assert result.returncode == 2
     assert "no-such-backend" in result.stderr
+
+
+def test_make_test_builds_the_backends_first() -> None:
+    """`make test` (and so CI's .ci/run) depends on `backends`, and make puts .tools/bin
+    first on PATH, so the tests find these binaries (Prometheus 3 and its promtool too)."""
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    prerequisites = re.search(r"^test:([^#\n]*)", makefile, re.MULTILINE)
+    assert prerequisites is not None and "backends" in prerequisites.group(1).split()
+    assert re.search(r"^backends:.*\n\tscripts/build-backends\.sh", makefile, re.MULTILINE)
+    path_line = re.search(r"^export PATH := (.*)$", makefile, re.MULTILINE)
+    assert path_line is not None
+    assert path_line.group(1).index(".tools/bin") < path_line.group(1).index("$(PATH)")
