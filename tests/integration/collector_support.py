@@ -49,7 +49,8 @@ GATEWAY_CONFIG = COLLECTOR_DIR / "gateway.yaml"
 BACKENDS_DIR = COLLECTOR_DIR / "backends"
 
 HOW_TO_GET_COLLECTOR = "run `make collector` (collector/build.sh)"
-HOW_TO_GET_PROMETHEUS = "run scripts/install-system-deps.sh (Debian package prometheus)"
+HOW_TO_GET_PROMETHEUS = ("run `make backends` (Prometheus 3 into .tools/bin, first on PATH "
+                         "under make) or scripts/install-system-deps.sh (Debian prometheus)")
 
 T = TypeVar("T")
 

@@ -155,7 +155,7 @@ def test_victorialogs_down_for_30_seconds(
     root = tmp_path / "root"
     root.mkdir()
     agent = shipping_agent(collector, vl, root)
-    demo = start_demo(root, tmp_path / "demo.log", bars=1500, speed=150_000)
+    demo = start_demo(root, tmp_path / "demo.log", bars=2000, speed=150_000)  # 48 s of bars
     wait_until(lambda: logsql_count(vl, "ensemble.record.kind:*") > 0, timeout=60)
     vl.stop()
     down_at = sum(disk_records(root).values())
