@@ -176,10 +176,12 @@ def test_records_through_the_gateway_forward(tmp_path: Path) -> None:
 
 
 def test_every_pipeline_starts_with_the_redaction(tmp_path: Path) -> None:
-    """The new overlays' pipelines all start with resource/redact."""
+    """The new overlays' pipelines redact first (after the memory limiter, which only
+    refuses data): resource/redact, then transform/redact."""
     for path in (*BACKEND_OVERLAYS, RECORDS):
         for name, pipeline in load(path)["service"]["pipelines"].items():
-            assert pipeline["processors"][0] == "resource/redact", (path.name, name)
+            assert pipeline["processors"][:3] == [
+                "memory_limiter", "resource/redact", "transform/redact"], (path.name, name)
 
 
 def test_victorialogs_stream_is_the_strategy() -> None:
