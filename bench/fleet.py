@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,7 @@ from records_support import tally  # noqa: E402
 from ensemble_otel.contract.registry import METRICS  # noqa: E402
 
 HOSTS = ("host-a", "host-b")
+TOKENS: dict[str, str] = {}
 EQUITY_RE = re.compile(r"equity\s+[\d,.]+ -> ([\d,]+\.\d\d)")
 
 
@@ -80,13 +82,19 @@ def own_counter(c: Collector, name: str) -> float:
     return total
 
 
+def agent_token(host: str) -> str:
+    """The bearer token of one host's agent (random per run, 32 characters)."""
+    return TOKENS.setdefault(host, secrets.token_urlsafe(24))
+
+
 def start_gateway(work: Path, backends: BackendFactory) -> tuple[Collector, dict[str, object]]:
     vm = backends.victoriametrics().start()
     vl = backends.victorialogs().start()
     prom = backends.prometheus3().start()
     tls = make_tls_files(work / "tls")
     tokens = work / "tokens"
-    tokens.write_text("fleet-token-a host-a\nfleet-token-b host-b\n")
+    # One token per line and nothing else (scripts/check-gateway-tokens.sh's format).
+    tokens.write_text("".join(f"{agent_token(h)}\n" for h in HOSTS))
     gateway = make_collector(
         work, "gateway.yaml", "backends/victoriametrics.yaml", "backends/victorialogs.yaml",
         "backends/prometheus-otlp.yaml", name="gateway", env={
@@ -109,7 +117,7 @@ def start_agent(work: Path, host: str, gateway: Collector, tls_cert: Path) -> Co
         work / host, "config.yaml", "backends/gateway-forward.yaml", "backends/records.yaml",
         name="agent", env={
             "ENSEMBLE_GATEWAY_ENDPOINT": gateway.otlp_grpc_endpoint,
-            "ENSEMBLE_GATEWAY_TOKEN": f"fleet-token-{host[-1]}",
+            "ENSEMBLE_GATEWAY_TOKEN": agent_token(host),
             "ENSEMBLE_GATEWAY_CA_FILE": str(tls_cert),
             "ENSEMBLE_RECORDS_ROOTS": str(root),
             "ENSEMBLE_RECORDS_EXPORTERS": "[otlp_grpc/gateway]",
