@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 COLLECTOR := collector/_build/otelcol-ensemble
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: demo test unit integration lint venv system-deps collector tools bench smoke clean
+.PHONY: demo test unit integration lint venv system-deps collector backends tools bench smoke fleet clean
 
 demo: venv ## replay real market data through an instrumented paper bot
 	$(VENV)/bin/ensemble-otel demo $(DEMO_ARGS)
@@ -26,13 +26,16 @@ system-deps: ## Debian packages: prometheus (promtool), chromium
 collector: ## build collector/_build/otelcol-ensemble (no-op when current)
 	collector/build.sh
 
+backends: ## pinned Prometheus 3, VictoriaMetrics, VictoriaLogs, Jaeger, telemetrygen into .tools/bin (no-op when current)
+	scripts/build-backends.sh
+
 tools: ## Go-built tools (actionlint) into .tools/bin
 	scripts/install-tools.sh
 
 lint: venv tools
 	$(VENV)/bin/ruff check .
 
-test: venv system-deps collector tools test-pythons ## everything: lint, unit, integration, deploy checks
+test: venv system-deps collector backends tools test-pythons ## everything: lint, unit, integration, deploy checks
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
@@ -82,11 +85,14 @@ clean: clean-venvs
 clean-venvs:
 	rm -rf $(LOWEST) .venv-3.*
 
-integration: venv system-deps collector
+integration: venv system-deps collector backends
 	$(VENV)/bin/pytest -q tests/integration
 
 bench: venv ## benchmark scripts, each printing ratios against a baseline from the same run
 	$(VENV)/bin/python bench/run_all.py
+
+fleet: venv collector backends ## 24 bots on two "hosts", agents -> one gateway (TLS + token) -> VictoriaMetrics, VictoriaLogs, Prometheus 3; prints the table
+	$(VENV)/bin/python bench/fleet.py $(FLEET_ARGS)
 
 smoke: venv ## a bot under auto-instrumentation: heartbeat, check, validate --strict
 	scripts/smoke.sh

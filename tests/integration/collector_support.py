@@ -49,7 +49,8 @@ GATEWAY_CONFIG = COLLECTOR_DIR / "gateway.yaml"
 BACKENDS_DIR = COLLECTOR_DIR / "backends"
 
 HOW_TO_GET_COLLECTOR = "run `make collector` (collector/build.sh)"
-HOW_TO_GET_PROMETHEUS = "run scripts/install-system-deps.sh (Debian package prometheus)"
+HOW_TO_GET_PROMETHEUS = ("run `make backends` (Prometheus 3 into .tools/bin, first on PATH "
+                         "under make) or scripts/install-system-deps.sh (Debian prometheus)")
 
 T = TypeVar("T")
 
@@ -633,12 +634,14 @@ def start_bot(
     bar_seconds: int = 3600, pause: float = 0.02, event_every: int = 4,
     export_interval_ms: int = 500, gates: Mapping[int, Path] | None = None,
     linger: float = 1.5, env: Mapping[str, str] | None = None,
+    first_bar: int = 1_704_067_200,
 ) -> BotRun:
     """Start ``BOT_PROGRAM`` with its files under ``workdir``/bot-<strategy_id>.
 
     ``otlp_endpoint`` (e.g. :attr:`Collector.otlp_grpc_url`) becomes
     OTEL_EXPORTER_OTLP_ENDPOINT; None exports nothing. Bars are ``bar_seconds`` apart in
-    bar time (from 2024-01-01T00:00:00Z) and ``pause`` seconds apart in wall time; an event
+    bar time (from ``first_bar``, default 2024-01-01T00:00:00Z; a restarted bot goes on
+    from a later one) and ``pause`` seconds apart in wall time; an event
     every ``event_every`` bars; metric export every ``export_interval_ms``. ``gates`` maps
     a bar number to a file: the bot waits before that bar until the file exists
     (:meth:`BotRun.wait_at_gate` tells when it stands there). ``linger`` seconds before
@@ -650,7 +653,7 @@ def start_bot(
     cfg = {
         "bars": bars, "bar_seconds": bar_seconds, "pause": pause,
         "event_every": event_every, "equity0": 10_000.0,
-        "first_bar": 1_704_067_200,  # 2024-01-01T00:00:00Z
+        "first_bar": first_bar,
         "gates": {str(k): str(v) for k, v in (gates or {}).items()},
         "progress": str(directory / "progress"), "result": str(directory / "result.json"),
         "linger": linger,

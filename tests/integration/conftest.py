@@ -11,6 +11,8 @@ most tests need are re-exported here. Every fixture cleans up what it started.
   ``.promql(query)``.
 - ``bot``: runs the small instrumented paper bot over a synthetic bar series.
 - ``tls_files``: a self-signed certificate for 127.0.0.1 and its key.
+- ``backends``: Prometheus 3, VictoriaMetrics, VictoriaLogs and Jaeger v2 from .tools/bin
+  (``make backends``; helpers in :mod:`backend_support`).
 
 With ENSEMBLE_REQUIRE_INTEGRATION=1 (CI) a missing collector binary, prometheus or
 openssl fails the test instead of skipping it (:func:`require_binary`).
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from backend_support import BackendFactory
 from collector_support import (
     AGENT_CONFIG,
     BACKENDS_DIR,
@@ -132,3 +135,14 @@ def bot(tmp_path: Path) -> Iterator[Callable[..., BotRun]]:
 def tls_files(tmp_path: Path) -> TlsFiles:
     """A fresh self-signed certificate (SAN IP:127.0.0.1, DNS:localhost) and its key."""
     return make_tls_files(tmp_path / "tls")
+
+
+@pytest.fixture
+def backends(tmp_path: Path) -> Iterator[BackendFactory]:
+    """Factories for the real backends from .tools/bin (``make backends``), each on free
+    loopback ports with its data under the test's directory, stopped at teardown:
+    ``backends.prometheus3()``, ``.victoriametrics()``, ``.victorialogs()``, ``.jaeger()``
+    (not started: call ``.start()``)."""
+    factory = BackendFactory(tmp_path)
+    yield factory
+    factory.stop_all()

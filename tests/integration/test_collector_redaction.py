@@ -2,7 +2,7 @@
 the data, and secret-named attributes never come out of the real collector.
 
 The config checks are generic: every ``*.yaml`` under collector/ (but the builder
-manifest) is loaded; files with receivers are base configs, the others overlays, merged
+manifest) is loaded; files defining the otlp receiver are base configs, the others overlays, merged
 over each base the way the collector merges repeated ``--config`` files (maps merge, lists
 and scalars are replaced). An overlay added later is checked without touching this file.
 """
@@ -64,12 +64,18 @@ def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
+def is_base(path: Path) -> bool:
+    """A base config defines the OTLP receiver; an overlay may add receivers of its own
+    (records.yaml adds file_log) but is started over a base."""
+    return "otlp" in (load(path).get("receivers") or {})
+
+
 def bases() -> list[Path]:
-    return [p for p in collector_yaml_files() if "receivers" in load(p)]
+    return [p for p in collector_yaml_files() if is_base(p)]
 
 
 def overlays() -> list[Path]:
-    return [p for p in collector_yaml_files() if "receivers" not in load(p)]
+    return [p for p in collector_yaml_files() if not is_base(p)]
 
 
 def effective_configs() -> Iterator[tuple[str, dict[str, Any]]]:

@@ -1,7 +1,17 @@
-"""No dead panel, no rule on a metric that does not exist.
+"""No dead panel, no rule on a metric that does not exist, whichever way metrics travel.
 
-An instrumented paper bot exports to the real collector (collector/config.yaml), a real
-Prometheus scrapes the collector and loads deploy/prometheus/rules.yml. Then:
+An instrumented paper bot exports to the real collector (collector/config.yaml), and the
+metrics reach a store by one of four paths (each test runs for each):
+
+- ``scrape``: a Prometheus scrapes the collector's prometheus exporter;
+- ``remote_write``: collector/backends/prometheus-remote-write.yaml to a Prometheus;
+- ``prometheus_otlp``: collector/backends/prometheus-otlp.yaml to Prometheus 3's native OTLP
+  receiver, with deploy/prometheus/prometheus.yml's promoted resource attributes;
+- ``victoriametrics``: collector/backends/victoriametrics.yaml to VictoriaMetrics over OTLP
+  with Prometheus naming (no rule engine there: its queries run, the rule evaluation
+  test covers the three Prometheus paths).
+
+The Prometheus loads deploy/prometheus/rules.yml. Then:
 
 - every PromQL target of every dashboard in deploy/grafana/dashboards, with the strategy
   variable set to the bot's strategy id, returns data for that strategy;
@@ -25,7 +35,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ensemble_otel.contract.registry import BARS, EQUITY, METRICS, METRICS_BY_NAME
+import pytest
+import yaml
+from collector_support import BACKENDS_DIR
+
+from ensemble_otel.contract.registry import (
+    BARS,
+    ENVIRONMENT_ATTRIBUTE,
+    EQUITY,
+    METRICS,
+    METRICS_BY_NAME,
+    SCHEMA_VERSION_ATTRIBUTE,
+    STRATEGY_ID_ATTRIBUTE,
+)
 
 
 def _load_deploy_queries() -> ModuleType:
@@ -62,9 +84,12 @@ def _wait_all_alive(prom: Any, queries: dict[str, str], timeout: float) -> dict[
         time.sleep(0.5)
 
 
-def _rules_prometheus(prometheus: Any, collector: Any) -> Any:
-    """A Prometheus from the shared fixture, with deploy/prometheus/rules.yml loaded."""
-    prom = prometheus(collector, scrape_interval="1s", start=False)
+PROMETHEUS_PATHS = ("scrape", "remote_write", "prometheus_otlp")
+METRICS_PATHS = (*PROMETHEUS_PATHS, "victoriametrics")
+
+
+def _with_rules(prom: Any) -> Any:
+    """Start a Prometheus (not started yet) with deploy/prometheus/rules.yml loaded."""
     base_config = prom.config
 
     def config_with_rules() -> dict[str, Any]:
@@ -74,6 +99,28 @@ def _rules_prometheus(prometheus: Any, collector: Any) -> Any:
 
     prom.config = config_with_rules
     return prom.start()
+
+
+def _metrics_path(path: str, collector: Any, prometheus: Any, backends: Any) -> tuple[Any, Any]:
+    """(agent collector, store answering PromQL) with the bot's metrics going by ``path``."""
+    if path == "scrape":
+        col = collector()
+        return col, _with_rules(prometheus(col, scrape_interval="1s", start=False))
+    if path == "remote_write":
+        prom = _with_rules(prometheus(remote_write_receiver=True, start=False))
+        col = collector("config.yaml", BACKENDS_DIR / "prometheus-remote-write.yaml",
+                        env={"ENSEMBLE_REMOTE_WRITE_URL": prom.remote_write_url})
+        return col, prom
+    if path == "prometheus_otlp":
+        prom = _with_rules(backends.prometheus3())
+        col = collector("config.yaml", BACKENDS_DIR / "prometheus-otlp.yaml",
+                        env={"ENSEMBLE_PROMETHEUS_OTLP_ENDPOINT": prom.otlp_endpoint})
+        return col, prom
+    assert path == "victoriametrics", path
+    vm = backends.victoriametrics().start()
+    col = collector("config.yaml", BACKENDS_DIR / "victoriametrics.yaml",
+                    env={"ENSEMBLE_VICTORIAMETRICS_ENDPOINT": vm.otlp_endpoint})
+    return col, vm
 
 
 def _get_json(prom: Any, path: str, params: dict[str, str] | None = None) -> Any:
@@ -87,11 +134,11 @@ def _get_json(prom: Any, path: str, params: dict[str, str] | None = None) -> Any
     return payload["data"]
 
 
+@pytest.mark.parametrize("path", METRICS_PATHS)
 def test_every_dashboard_and_rule_query_returns_data(
-    collector: Any, prometheus: Any, bot: Any
+    path: str, collector: Any, prometheus: Any, bot: Any, backends: Any,
 ) -> None:
-    col = collector()
-    prom = _rules_prometheus(prometheus, col)
+    col, prom = _metrics_path(path, collector, prometheus, backends)
     # 48 hourly bars: both the 1h and the 24h buckets close, so every series exists.
     result = bot(col.otlp_grpc_url, strategy_id=STRATEGY, bars=48, pause=0.05,
                  export_interval_ms=500, linger=3.0).wait()
@@ -135,6 +182,17 @@ def test_every_dashboard_and_rule_query_returns_data(
     [n] = prom.promql(f'max by ({STRATEGY_LABEL}) ({bars}{{{STRATEGY_LABEL}="{STRATEGY}"}})')
     assert float(n["value"][1]) == result["bars"]
 
+    # The same labels on every path (docs/backends.md lists what differs: job/instance,
+    # and the other resource attributes, which VictoriaMetrics keeps as labels).
+    labels = {key for m in METRICS
+              for item in prom.promql(f'{m.prometheus}{{{STRATEGY_LABEL}="{STRATEGY}"}}')
+              for key in item["metric"]}
+    assert {"__name__", STRATEGY_LABEL, "ensemble_schema_version",
+            "deployment_environment_name", "ensemble_period"} <= labels, labels
+    if path != "victoriametrics":
+        assert {"job", "instance"} <= labels, labels
+        assert "service_instance_id" not in labels, labels
+
     # The dashboard's strategy variable lists the bot.
     for path in dashboards:
         dashboard = dq.load_dashboard(path)
@@ -147,11 +205,11 @@ def test_every_dashboard_and_rule_query_returns_data(
             assert STRATEGY in values, f"{path.name}: variable strategy lacks {STRATEGY}"
 
 
+@pytest.mark.parametrize("path", PROMETHEUS_PATHS)
 def test_prometheus_evaluates_every_rule_and_alerts_stay_quiet_on_a_healthy_bot(
-    collector: Any, prometheus: Any, bot: Any
+    path: str, collector: Any, prometheus: Any, bot: Any, backends: Any,
 ) -> None:
-    col = collector()
-    prom = _rules_prometheus(prometheus, col)
+    col, prom = _metrics_path(path, collector, prometheus, backends)
     bot(col.otlp_grpc_url, strategy_id=STRATEGY, bars=48, pause=0.05,
         export_interval_ms=500, linger=3.0).wait()
 
@@ -179,3 +237,14 @@ def test_prometheus_evaluates_every_rule_and_alerts_stay_quiet_on_a_healthy_bot(
     firing = [r["name"] for r in seen.values()
               if r.get("type") == "alerting" and r.get("state") != "inactive"]
     assert not firing, f"alerts active on a healthy bot: {firing}"
+
+
+def test_deploy_config_promotes_what_the_scrape_path_labels() -> None:
+    """deploy/prometheus/prometheus.yml promotes, for OTLP, the resource attributes that the
+    collector's prometheus exporter and remote write turn into labels."""
+    deploy = yaml.safe_load((dq.RULES.parent / "prometheus.yml").read_text())
+    promoted = set(deploy["otlp"]["promote_resource_attributes"])
+    assert {STRATEGY_ID_ATTRIBUTE, SCHEMA_VERSION_ATTRIBUTE, ENVIRONMENT_ATTRIBUTE} <= promoted
+    agent = yaml.safe_load((BACKENDS_DIR.parent / "config.yaml").read_text())
+    included = agent["exporters"]["prometheus"]["resource_constant_labels"]["included"]
+    assert {p for p in included if "*" not in p} <= promoted
