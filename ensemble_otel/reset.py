@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import fcntl
 import os
 import re
@@ -32,8 +31,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ensemble_otel.contract.registry import HEALTH_STATE_PATH, STRATEGY_LOCK_PATH
-from ensemble_otel.errors import ConfigError
+from ensemble_otel.errors import ConfigError, UnsafePathError
 from ensemble_otel.paths import JOURNAL_SUFFIX, lock_path, strategy_dir_entries, strategy_entry
+from ensemble_otel.safe_fs import walk_dirs
 from ensemble_otel.settings import validate_strategy_id
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -63,26 +63,20 @@ def _targets(strategy_id: str) -> list[tuple[tuple[str, ...], list[str] | re.Pat
 
 @contextlib.contextmanager
 def _opened_dir(root: Path, parts: tuple[str, ...]) -> Iterator[int | None]:
-    """The directory ``root/parts`` opened without following a symlink; None if absent."""
-    fds: list[int] = []
+    """The directory ``root/parts`` opened through safe_fs's one no-follow walk; None if
+    absent. A symlink or a file where a directory should be is a :class:`ResetError`."""
     try:
-        try:
-            fds.append(os.open(root, _DIR_FLAGS))
-            for part in parts:
-                fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
-        except FileNotFoundError:
-            yield None
-            return
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                where = root.joinpath(*parts[: max(0, len(fds) - 1)])
-                raise ResetError(f"{where} is a symlink or not a directory; refusing to "
-                                 "follow it (nothing was removed there)") from None
-            raise
-        yield fds[-1]
+        fd = walk_dirs(root, parts, owners=False)
+    except FileNotFoundError:
+        yield None
+        return
+    except (UnsafePathError, NotADirectoryError) as exc:
+        raise ResetError(f"{exc.filename} is a symlink or not a directory; refusing to "
+                         "follow it (nothing was removed there)") from None
+    try:
+        yield fd
     finally:
-        for fd in reversed(fds):
-            os.close(fd)
+        os.close(fd)
 
 
 def _remove_entry(dir_fd: int, name: str) -> None:
