@@ -38,7 +38,8 @@ from ensemble_otel.cli import int_at_least
 from ensemble_otel.contract.registry import EVENT, RECORD_KINDS
 from ensemble_otel.demo.bot import PROFILES, PaperBot, RunResult, iso
 from ensemble_otel.demo.data import DATASETS, load_bars
-from ensemble_otel.paths import state_path, strategy_path
+from ensemble_otel.paths import record_files, state_path, strategy_path
+from ensemble_otel.readers import open_regular
 
 
 def _speed(text: str) -> float:
@@ -102,14 +103,11 @@ def _history(root: Path, strategy_id: str) -> bool:
 def written_by_demo(root: Path, strategy_id: str) -> bool:
     """Whether the strategy's oldest event is the demo's ``demo_started`` (a bounded read
     of one line, no symlink followed)."""
-    events = strategy_path(root, EVENT, strategy_id)
-    if events.is_symlink() or not events.is_dir():
-        return False
-    files = sorted(p for p in events.glob("*.jsonl") if not p.is_symlink())
+    files = record_files(root, EVENT, strategy_id)  # oldest first; no symlink followed
     if not files:
         return False
     try:
-        fd = os.open(files[0], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = open_regular(files[0].path, root=root)
     except OSError:
         return False
     try:
