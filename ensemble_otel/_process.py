@@ -44,8 +44,7 @@ class _StrategyLock:
     """One live writer per (root, strategy): an advisory lock on a file under the root."""
 
     def __init__(self, settings: Settings) -> None:
-        directory = settings.state_dir
-        self.path = directory / f"{settings.strategy_id}.lock"
+        self.path = settings.lock_path
         try:  # the first write under the root: a root that cannot be written is a setting error
             self._fd = safe_fs.open_file(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:

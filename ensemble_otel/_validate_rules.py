@@ -18,7 +18,6 @@ rejected here, while JSON Schema would take it. Timestamps must also be calendar
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,19 @@ from typing import Annotated, Any, Literal
 import msgspec
 import orjson
 
+from ensemble_otel._validate_fields import (
+    META_FIELDS,
+    Problem,
+    check_field,
+    check_fields,
+    check_meta,
+    check_timestamp,
+    compiled,
+    excerpt,
+    python_pattern,
+    type_name,
+    valid_date,
+)
 from ensemble_otel.contract.registry import (
     PERIOD_FIELD,
     RECORD_KINDS,
@@ -39,17 +51,9 @@ from ensemble_otel.contract.registry import (
 )
 from ensemble_otel.contract.schemas import field_enum
 
-META_FIELDS = ("strategy_id", "schema_version")
-_EXCERPT = 60
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One rule a line breaks. ``field`` is None for line-level problems."""
-
-    rule: str
-    message: str
-    field: str | None = None
+__all__ = ["META_FIELDS", "NO_EXPECT", "Expect", "Problem", "check_field", "check_fields",
+           "check_location", "check_meta", "check_record", "check_timestamp", "compiled",
+           "diagnose", "excerpt", "parse", "python_pattern", "type_name", "valid_date"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,31 +71,6 @@ NO_EXPECT = Expect()
 
 
 # --- patterns and timestamps ---------------------------------------------------------------
-
-
-def python_pattern(pattern: str) -> str:
-    """A JSON Schema (ECMA-262) pattern for Python's ``re.search``.
-
-    ``$`` in Python also matches before a final newline; ``\\Z`` does not.
-    """
-    if pattern.endswith("$") and not pattern.endswith(r"\$"):
-        return pattern[:-1] + r"\Z"
-    return pattern
-
-
-@cache
-def compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(python_pattern(pattern))
-
-
-@cache
-def valid_date(text: str) -> bool:
-    """Whether ``YYYY-MM-DD`` is a real calendar date."""
-    try:
-        dt.date.fromisoformat(text)
-    except ValueError:
-        return False
-    return len(text) == 10
 
 
 CANONICAL_TS_LENGTH = len("2024-01-01T00:00:00Z")
@@ -274,109 +253,12 @@ def describe_markers() -> str:
 # --- exact diagnosis -----------------------------------------------------------------------
 
 
-def excerpt(value: Any) -> str:
-    try:
-        text = orjson.dumps(value).decode()
-    except (TypeError, orjson.JSONEncodeError):
-        text = repr(value)
-    return text if len(text) <= _EXCERPT else text[: _EXCERPT - 3] + "..."
-
-
-def type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
-_EXPECTED = {
-    "string": "a non-empty string",
-    "integer": "an integer",
-    "number": "a finite number",
-    "boolean": "true or false",
-    "object": "an object",
-}
-_TYPE_OK: dict[str, tuple[str, ...]] = {
-    "string": ("string",),
-    "integer": ("integer",),
-    "number": ("integer", "number"),
-    "boolean": ("boolean",),
-    "object": ("object",),
-}
-
-
-def check_field(kind: RecordKind, field: Field, value: Any) -> Problem | None:
-    """The first rule ``value`` breaks for ``field`` of ``kind``, or None."""
-    name = field.name
-    expected = _EXPECTED[field.type] + (" or null" if field.nullable else "")
-    if value is None:
-        if field.nullable:
-            return None
-        return Problem("type", f"{name}: must be {expected} (got null)", name)
-    got = type_name(value)
-    if got not in _TYPE_OK[field.type]:
-        return Problem("type", f"{name}: must be {expected} (got {got} {excerpt(value)})", name)
-    if isinstance(value, float) and not math.isfinite(value):
-        return Problem("type", f"{name}: must be a finite number (got {value})", name)
-    enum = field_enum(kind, field)
-    if enum:
-        if value in enum:
-            return None
-        return Problem("enum", f"{name}: must be one of {', '.join(enum)} "
-                               f"(got {excerpt(value)})", name)
-    if field.type == "string":
-        if value == "":
-            return Problem("empty", f'{name}: must be a non-empty string (got "")', name)
-        if field.format == "date-time":
-            return check_timestamp(name, value)
-        if field.pattern and not compiled(field.pattern).search(value):
-            return Problem("pattern", f"{name}: must match {field.pattern} "
-                                      f"(got {excerpt(value)})", name)
-    if field.minimum is not None and value < field.minimum:
-        bound = int(field.minimum) if float(field.minimum).is_integer() else field.minimum
-        return Problem("minimum", f"{name}: must be >= {bound} (got {excerpt(value)})", name)
-    return None
-
-
-def check_timestamp(name: str, value: str) -> Problem | None:
-    if not compiled(UTC_TIMESTAMP_PATTERN).search(value):
-        return Problem("timestamp", f"{name}: must be ISO-8601 UTC, YYYY-MM-DDTHH:MM:SS[.f] "
-                       f"ending in Z or +00:00 (got {excerpt(value)})", name)
-    if not valid_date(value[:10]):
-        return Problem("timestamp", f"{name}: {value[:10]} is not a calendar date", name)
-    return None
-
-
-def check_meta(obj: dict[str, Any]) -> list[Problem]:
-    """The permissive rules: strategy_id and schema_version are non-empty strings."""
-    problems = []
-    for name in META_FIELDS:
-        if name not in obj:
-            problems.append(Problem("missing", f"{name}: required field is missing", name))
-            continue
-        value = obj[name]
-        if not isinstance(value, str):
-            problems.append(Problem("type", f"{name}: must be a non-empty string (got "
-                                    f"{type_name(value)} {excerpt(value)})", name))
-        elif value == "":
-            problems.append(Problem("empty", f'{name}: must be a non-empty string (got "")',
-                                    name))
-    return problems
-
-
 def check_record(obj: dict[str, Any], kind: RecordKind) -> list[Problem]:
-    """Every rule of ``kind``'s schema that ``obj`` breaks, in registry field order."""
+    """Every rule of ``kind``'s schema that ``obj`` breaks, in registry field order (the
+    fields through :func:`check_fields`, the one field checker)."""
+    found = check_fields(kind, obj)
     problems = []
-    missing = [f.name for f in kind.fields if f.required and f.name not in obj]
+    missing = found.missing
     if len(missing) == 1:
         problems.append(Problem("missing", f"{missing[0]}: required field is missing",
                                 missing[0]))
@@ -384,26 +266,20 @@ def check_record(obj: dict[str, Any], kind: RecordKind) -> list[Problem]:
         problems.append(Problem("missing", f"required fields are missing: {', '.join(missing)}",
                                 ",".join(missing)))
     period = kind_period(kind)
-    for f in kind.fields:
-        if f.name == PERIOD_FIELD and period is not None and obj.get(f.name) in f.enum:
-            if obj[f.name] != period:
-                problems.append(Problem(
-                    "period-dir", f"period: {excerpt(obj[f.name])} does not match the "
-                    f"directory: {kind.name} records ({kind.path}) have period {period}",
-                    f.name))
-            continue
-        if f.name in obj:
-            problem = check_field(kind, f, obj[f.name])
-            if problem is not None:
-                problems.append(problem)
-    if not kind.additional_fields:
-        known = set(kind.field_names())
-        unknown = [excerpt(n)[1:-1] for n in obj if n not in known]
-        if unknown:
-            what = "unknown field" if len(unknown) == 1 else "unknown fields"
-            problems.append(Problem("unknown-field", f"{', '.join(unknown)}: {what} "
-                                    f"(the {kind.name} schema allows no others)",
-                                    ",".join(unknown)))
+    for problem in found.problems:
+        value = obj.get(PERIOD_FIELD)
+        if problem.field == PERIOD_FIELD and period is not None and value in PERIOD_KINDS:
+            problem = Problem(
+                "period-dir", f"period: {excerpt(value)} does not match the "
+                f"directory: {kind.name} records ({kind.path}) have period {period}",
+                PERIOD_FIELD)
+        problems.append(problem)
+    if found.unknown:
+        unknown = [excerpt(n)[1:-1] for n in found.unknown]
+        what = "unknown field" if len(unknown) == 1 else "unknown fields"
+        problems.append(Problem("unknown-field", f"{', '.join(unknown)}: {what} "
+                                f"(the {kind.name} schema allows no others)",
+                                ",".join(unknown)))
     return problems
 
 

@@ -19,9 +19,10 @@ from opentelemetry._logs import Logger, SeverityNumber
 from opentelemetry.context import get_current
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from ensemble_otel.contract.registry import EVENTS_REFUSED, METRICS_BY_NAME
+from ensemble_otel.contract.registry import EVENT, EVENTS_REFUSED, METRICS_BY_NAME
 from ensemble_otel.errors import EventError
 from ensemble_otel.jsonl import JsonlAppender
+from ensemble_otel.paths import record_path
 from ensemble_otel.settings import Settings
 
 _log = logging.getLogger("ensemble_otel")
@@ -100,7 +101,7 @@ class EventLog:
         self._appender = appender
         self._append = appender.append
         self._logger = logger
-        self._dir: Path = settings.root / "logs" / "events" / settings.strategy_id
+        self._root: Path = settings.root
         self._sid = settings.strategy_id
         self._sv = settings.schema_version
         # where a record's fields start in its line, at the earliest (escaping only
@@ -114,7 +115,7 @@ class EventLog:
         self._names: set[str] = set()
         # the wall-clock second of the last event: (its first microsecond, its date and time
         # as "YYYY-MM-DDTHH:MM:SS.", the day's file), replaced whole once a second
-        self._clock: tuple[int, str, Path] = (-(10**18), "", self._dir)
+        self._clock: tuple[int, str, Path] = (-(10**18), "", settings.root)
         if meter is not None:
             spec = METRICS_BY_NAME[EVENTS_REFUSED]
             meter.create_observable_counter(
@@ -206,8 +207,9 @@ class EventLog:
 
     def _second(self, micros: int) -> tuple[int, str, Path]:
         second = micros // 1_000_000
-        prefix = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
-        return second * 1_000_000, prefix, self._dir / f"{prefix[:10]}.jsonl"
+        when = datetime.fromtimestamp(second, tz=timezone.utc)
+        prefix = when.strftime("%Y-%m-%dT%H:%M:%S.")
+        return second * 1_000_000, prefix, record_path(self._root, EVENT, self._sid, when)
 
     def _check_name(self, event: object) -> None:
         if not isinstance(event, str) or not EVENT_NAME_RE.fullmatch(event):

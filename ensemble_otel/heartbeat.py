@@ -25,6 +25,7 @@ from opentelemetry.sdk.metrics.export import (
 
 from ensemble_otel.contract.registry import HEARTBEAT_TIMESTAMP, METRICS_BY_NAME, UPTIME
 from ensemble_otel.jsonl import atomic_write_json
+from ensemble_otel.paths import heartbeat_path
 from ensemble_otel.settings import Settings
 
 _log = logging.getLogger("ensemble_otel")
@@ -61,7 +62,7 @@ class Heartbeat:
 
     def __init__(self, settings: Settings, instance_id: str) -> None:
         self.settings = settings
-        self.path: Path = settings.heartbeat_path
+        self.path: Path = heartbeat_path(settings.root, settings.strategy_id)
         self.instance_id = instance_id
         self.state = "starting"
         self.seq = 0

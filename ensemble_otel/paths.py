@@ -76,6 +76,33 @@ def report_path(root: Path) -> Path:
     return Path(root) / REPORT_PATH
 
 
+def strategy_entry(template: str | RecordKind, strategy_id: str) -> tuple[tuple[str, ...], str]:
+    """Where everything of one strategy for ``template`` lives: the directories under the
+    root, and the entry in the last of them that is the strategy's (its directory of
+    partition files, or its one file), e.g. ``(("logs", "events"), "s1")`` or
+    ``(("logs", "heartbeat"), "s1.json")``."""
+    text = template.path if isinstance(template, RecordKind) else template
+    segments = text.split("/")
+    at = next(i for i, segment in enumerate(segments) if "{strategy_id}" in segment)
+    return tuple(segments[:at]), fill(segments[at], strategy_id)
+
+
+def strategy_path(root: Path, template: str | RecordKind, strategy_id: str) -> Path:
+    """The strategy's entry for ``template`` under ``root`` (see :func:`strategy_entry`)."""
+    directory, name = strategy_entry(template, strategy_id)
+    return Path(root).joinpath(*directory, name)
+
+
+def strategy_dir_entries(strategy_id: str) -> list[tuple[tuple[str, ...], str, bool]]:
+    """:func:`strategy_entry` of every record kind and of the health state, with whether the
+    entry is a file (True) or the strategy's directory of partition files (False)."""
+    out = []
+    for template in (*(k.path for k in RECORD_KINDS), HEALTH_STATE_PATH):
+        directory, name = strategy_entry(template, strategy_id)
+        out.append((directory, name, len(directory) == template.count("/")))
+    return out
+
+
 def dir_hint(template: str | RecordKind) -> str:
     """The directory a template's files live in, for messages (``logs/1h/health_snapshot/``)."""
     text = template.path if isinstance(template, RecordKind) else template

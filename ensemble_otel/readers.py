@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ensemble_otel.errors import UnsafePathError
+from ensemble_otel.safe_fs import walk_dirs
+
 MAX_LINE_BYTES = 16 << 20  # the longest JSONL line any reader takes (16 MiB)
 HEARTBEAT_MAX_BYTES = 64 << 10  # a heartbeat file is a few hundred bytes
 BLOCK_BYTES = 1 << 20
@@ -77,28 +80,18 @@ def open_regular(path: str | os.PathLike[str], *, follow: bool = False,
 
 
 def _open_beneath(root: Path, path: Path) -> int:
+    """Open ``path`` through the one no-follow walk of :mod:`safe_fs` from ``root`` (read-only:
+    nothing created, any owner taken), then the file itself as :func:`open_regular` does."""
     parts = path.relative_to(root).parts
     if not parts or ".." in parts:
         raise RefusedFile(path, f"not under {root}")
-    dir_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for depth, name in enumerate(parts[:-1]):
-            try:
-                nxt = os.open(name, dir_flags, dir_fd=fd)
-            except NotADirectoryError:
-                where = root.joinpath(*parts[:depth + 1])
-                mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
-                raise RefusedFile(where, f"{where}: not a directory: it is {file_type(mode)}"
-                                  ) from None
-            except OSError as exc:
-                if exc.errno == 40:  # ELOOP: a link
-                    where = root.joinpath(*parts[:depth + 1])
-                    raise RefusedFile(where, f"{where}: not a directory: it is "
-                                      f"{file_type(stat.S_IFLNK)}") from None
-                raise
-            os.close(fd)
-            fd = nxt
+        fd = walk_dirs(root, parts[:-1], owners=False)
+    except UnsafePathError as exc:  # a symbolic link
+        raise _not_a_directory(exc.filename, stat.S_IFLNK) from None
+    except NotADirectoryError as exc:
+        raise _not_a_directory(exc.filename, os.lstat(exc.filename).st_mode) from None
+    try:
         name = parts[-1]
         mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
         if not stat.S_ISREG(mode):
@@ -111,6 +104,10 @@ def _open_beneath(root: Path, path: Path) -> int:
         os.close(out)
         raise RefusedFile(path, "not a regular file")
     return out
+
+
+def _not_a_directory(where: str, mode: int) -> RefusedFile:
+    return RefusedFile(where, f"{where}: not a directory: it is {file_type(mode)}")
 
 
 def read_limited(path: str | os.PathLike[str], limit: int, *, follow: bool = False,

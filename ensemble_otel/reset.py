@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import fcntl
 import os
 import re
@@ -31,11 +30,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from ensemble_otel.errors import ConfigError
+from ensemble_otel.contract.registry import HEALTH_STATE_PATH, STRATEGY_LOCK_PATH
+from ensemble_otel.errors import ConfigError, UnsafePathError
+from ensemble_otel.paths import JOURNAL_SUFFIX, lock_path, strategy_dir_entries, strategy_entry
+from ensemble_otel.safe_fs import walk_dirs
 from ensemble_otel.settings import validate_strategy_id
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-_STATE_SUFFIXES = ("", ".wal", ".corrupt", ".wal.corrupt")
+_STATE_SUFFIXES = ("", JOURNAL_SUFFIX, ".corrupt", f"{JOURNAL_SUFFIX}.corrupt")
 
 
 class ResetError(Exception):
@@ -43,43 +45,38 @@ class ResetError(Exception):
 
 
 def _targets(strategy_id: str) -> list[tuple[tuple[str, ...], list[str] | re.Pattern[str]]]:
-    """(directory under the root, names in it) of the strategy's files and directories."""
-    sid = re.escape(strategy_id)
-    tmp = re.compile(rf"\.{sid}\.json\.\d+\.\d+\.tmp")  # an atomic write cut short
-    state = [f"{strategy_id}.json{suffix}" for suffix in _STATE_SUFFIXES]
-    return [
-        (("state", "health"), state),
-        (("state", "health"), tmp),
-        (("logs", "1h", "health_snapshot"), [strategy_id]),
-        (("logs", "24h", "health_snapshot"), [strategy_id]),
-        (("logs", "events"), [strategy_id]),
-        (("logs", "heartbeat"), [f"{strategy_id}.json"]),
-        (("logs", "heartbeat"), tmp),
-    ]
+    """(directory under the root, names in it) of the strategy's files and directories,
+    from the contract's path templates (:func:`paths.strategy_dir_entries`)."""
+    state_dir, state_name = strategy_entry(HEALTH_STATE_PATH, strategy_id)
+    out: list[tuple[tuple[str, ...], list[str] | re.Pattern[str]]] = []
+    for directory, name, is_file in strategy_dir_entries(strategy_id):
+        if not is_file:
+            out.append((directory, [name]))
+            continue
+        suffixes = _STATE_SUFFIXES if (directory, name) == (state_dir, state_name) else ("",)
+        out.append((directory, [name + suffix for suffix in suffixes]))
+        # a replacement cut short: the older pid.counter temp names and safe_fs's random ones
+        out.append((directory, re.compile(rf"\.{re.escape(name)}\.(?:\d+\.\d+|[0-9a-f]{{16}})"
+                                          r"\.tmp")))
+    return out
 
 
 @contextlib.contextmanager
 def _opened_dir(root: Path, parts: tuple[str, ...]) -> Iterator[int | None]:
-    """The directory ``root/parts`` opened without following a symlink; None if absent."""
-    fds: list[int] = []
+    """The directory ``root/parts`` opened through safe_fs's one no-follow walk; None if
+    absent. A symlink or a file where a directory should be is a :class:`ResetError`."""
     try:
-        try:
-            fds.append(os.open(root, _DIR_FLAGS))
-            for part in parts:
-                fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
-        except FileNotFoundError:
-            yield None
-            return
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                where = root.joinpath(*parts[: max(0, len(fds) - 1)])
-                raise ResetError(f"{where} is a symlink or not a directory; refusing to "
-                                 "follow it (nothing was removed there)") from None
-            raise
-        yield fds[-1]
+        fd = walk_dirs(root, parts, owners=False)
+    except FileNotFoundError:
+        yield None
+        return
+    except (UnsafePathError, NotADirectoryError) as exc:
+        raise ResetError(f"{exc.filename} is a symlink or not a directory; refusing to "
+                         "follow it (nothing was removed there)") from None
+    try:
+        yield fd
     finally:
-        for fd in reversed(fds):
-            os.close(fd)
+        os.close(fd)
 
 
 def _remove_entry(dir_fd: int, name: str) -> None:
@@ -116,24 +113,26 @@ def remove_strategy_files(root: Path, strategy_id: str, *, keep_lock: bool = Tru
                 _remove_entry(fd, name)
                 removed.append(Path(root).joinpath(*parts, name))
     if not keep_lock:
-        with _opened_dir(Path(root), ("state",)) as fd, contextlib.suppress(FileNotFoundError):
+        lock_dir, lock_name = strategy_entry(STRATEGY_LOCK_PATH, strategy_id)
+        with _opened_dir(Path(root), lock_dir) as fd, contextlib.suppress(FileNotFoundError):
             if fd is not None:
-                os.unlink(f"{strategy_id}.lock", dir_fd=fd)
+                os.unlink(lock_name, dir_fd=fd)
     return removed
 
 
 def reset(root: Path, strategy_id: str) -> list[Path]:
     """Start ``strategy_id``'s files under ``root`` over; refuse while a live process
     holds its lock. Returns what was removed."""
-    with _opened_dir(Path(root), ("state",)) as state:
+    lock_dir, lock_name = strategy_entry(STRATEGY_LOCK_PATH, strategy_id)
+    with _opened_dir(Path(root), lock_dir) as state:
         if state is None:  # no lock file was ever made: nothing of a live writer to respect
             return remove_strategy_files(root, strategy_id)
         try:
-            fd = os.open(f"{strategy_id}.lock", os.O_RDWR | os.O_NOFOLLOW, dir_fd=state)
+            fd = os.open(lock_name, os.O_RDWR | os.O_NOFOLLOW, dir_fd=state)
         except FileNotFoundError:
             return remove_strategy_files(root, strategy_id)
         except OSError as exc:
-            raise ResetError(f"{Path(root) / 'state' / (strategy_id + '.lock')} cannot be "
+            raise ResetError(f"{lock_path(Path(root), strategy_id)} cannot be "
                              f"opened without following a link ({exc.strerror})") from None
         try:
             try:

@@ -27,6 +27,7 @@ import os
 import secrets
 import stat
 import threading
+from collections.abc import Sequence
 
 from ensemble_otel.errors import UnsafePathError
 
@@ -131,13 +132,24 @@ def open_dir(path: StrPath, *, create: bool = True) -> int:
     (unless ``create`` is False). Raises ``UnsafePathError`` or another ``OSError`` naming
     the component."""
     anchor, parts = _anchor(path)
+    return walk_dirs(anchor, parts, create=create)
+
+
+def walk_dirs(anchor: StrPath, parts: Sequence[str], *, create: bool = False,
+              owners: bool = True) -> int:
+    """The one walk below a directory: a descriptor of ``anchor/parts...`` (the caller
+    closes it), each component opened relative to the one before with ``O_DIRECTORY |
+    O_NOFOLLOW``, so no symbolic link below ``anchor`` is ever followed. ``create``: missing
+    components are made 0750. ``owners``: a directory of another user (root's excepted) is
+    refused (writers); readers pass False. A symbolic link is ``UnsafePathError``; other
+    errors are ``OSError`` naming the component."""
     fd = os.open(anchor, _DIR_FLAGS)
-    shown = anchor
+    shown = os.fspath(anchor)
     try:
         for i, name in enumerate(parts):
             shown = os.path.join(shown, name)
             try:
-                child = _child_dir(fd, name, shown, create)
+                child = _child_dir(fd, name, shown, create, owners)
             except NotADirectoryError as exc:
                 if create and i + 1 < len(parts):  # as mkdir says: the one it cannot create
                     raise NotADirectoryError(exc.errno, exc.strerror,
@@ -151,7 +163,7 @@ def open_dir(path: StrPath, *, create: bool = True) -> int:
     return fd
 
 
-def _child_dir(dir_fd: int, name: str, shown: str, create: bool) -> int:
+def _child_dir(dir_fd: int, name: str, shown: str, create: bool, owners: bool) -> int:
     flags = _DIR_FLAGS | os.O_NOFOLLOW
     created = False
     try:
@@ -170,7 +182,8 @@ def _child_dir(dir_fd: int, name: str, shown: str, create: bool) -> int:
         raise _explain(dir_fd, name, shown, exc) from None
     try:
         st = os.fstat(fd)
-        check_owner(st, shown)
+        if owners:
+            check_owner(st, shown)
         if created and stat.S_IMODE(st.st_mode) != DIR_MODE:
             os.fchmod(fd, DIR_MODE)  # mkdir applied the umask
     except BaseException:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ensemble_otel import paths
 from ensemble_otel.errors import ConfigError
 
 STRATEGY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -59,11 +60,21 @@ class Settings:
 
     @property
     def heartbeat_path(self) -> Path:
-        return self.root / "logs" / "heartbeat" / f"{self.strategy_id}.json"
+        return paths.heartbeat_path(self.root, self.strategy_id)
 
     @property
     def state_dir(self) -> Path:
-        return self.root / "state"
+        """The directory of the strategy lock (the health state is below it)."""
+        return self.lock_path.parent
+
+    @property
+    def lock_path(self) -> Path:
+        return paths.lock_path(self.root, self.strategy_id)
+
+    @property
+    def state_path(self) -> Path:
+        """The health state file (its journal: ``paths.journal_path`` of it)."""
+        return paths.state_path(self.root, self.strategy_id)
 
 
 # (argument, primary env var, fallback env var)

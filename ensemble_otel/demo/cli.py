@@ -35,9 +35,11 @@ from typing import Any, TextIO
 
 import ensemble_otel
 from ensemble_otel.cli import int_at_least
-from ensemble_otel.contract.registry import RECORD_KINDS
+from ensemble_otel.contract.registry import EVENT, RECORD_KINDS
 from ensemble_otel.demo.bot import PROFILES, PaperBot, RunResult, iso
 from ensemble_otel.demo.data import DATASETS, load_bars
+from ensemble_otel.paths import record_files, state_path, strategy_path
+from ensemble_otel.readers import open_regular
 
 
 def _speed(text: str) -> float:
@@ -83,13 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def strategy_paths(root: Path, strategy_id: str) -> list[Path]:
     """Every file or directory of ``strategy_id`` under ``root``, from the contract."""
-    out = []
-    for kind in RECORD_KINDS:
-        parts = Path(kind.path.replace("{strategy_id}", strategy_id)).parts
-        # the heartbeat is a file; record kinds partition files in the strategy's directory
-        keep = parts if "{" not in parts[-1] else parts[:-1]
-        out.append(root.joinpath(*keep))
-    return out
+    # the heartbeat is a file; record kinds partition files in the strategy's directory
+    return [strategy_path(root, kind, strategy_id) for kind in RECORD_KINDS]
 
 
 def _records_exist(root: Path, strategy_id: str) -> bool:
@@ -99,21 +96,18 @@ def _records_exist(root: Path, strategy_id: str) -> bool:
 
 def _history(root: Path, strategy_id: str) -> bool:
     """Whether the strategy has records or a bar state under ``root``."""
-    state = root / "state" / "health" / f"{strategy_id}.json"
+    state = state_path(root, strategy_id)
     return _records_exist(root, strategy_id) or state.exists() or state.is_symlink()
 
 
 def written_by_demo(root: Path, strategy_id: str) -> bool:
     """Whether the strategy's oldest event is the demo's ``demo_started`` (a bounded read
     of one line, no symlink followed)."""
-    events = root / "logs" / "events" / strategy_id
-    if events.is_symlink() or not events.is_dir():
-        return False
-    files = sorted(p for p in events.glob("*.jsonl") if not p.is_symlink())
+    files = record_files(root, EVENT, strategy_id)  # oldest first; no symlink followed
     if not files:
         return False
     try:
-        fd = os.open(files[0], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = open_regular(files[0].path, root=root)
     except OSError:
         return False
     try:

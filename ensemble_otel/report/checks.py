@@ -1,8 +1,9 @@
 """Line checks for the report: is a record usable, and if not, why.
 
 The report reads files that a bot may be writing right now, so it is permissive: extra
-fields are fine, and a bad line is skipped and counted, never fatal. The rules come from
-the contract registry (type, required, nullable, enum, minimum, pattern, date-time).
+fields are fine, a missing field is a note, and a bad line is skipped and counted, never
+fatal. A field is judged by the validator's one field checker
+(``ensemble_otel._validate_fields.check_fields``), in the validator's words.
 
 Seam: `contract_verdicts` asks `ensemble_otel.validate` (the `ensemble-otel validate
 --strict` engine) about the files to read, so the report and the validator agree on
@@ -12,50 +13,16 @@ fails, and also guards what the report needs to draw (fields present, right type
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from ensemble_otel.contract.registry import UTC_TIMESTAMP_PATTERN, Field, RecordKind
-
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "object": (dict,),
-}
-
-
-@cache
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-def _field_problem(field: Field, value: Any) -> str | None:
-    if value is None:
-        return None if field.nullable else f"{field.name}: must not be null"
-    wanted = _JSON_TYPES[field.type]
-    if isinstance(value, bool) and field.type != "boolean":
-        return f"{field.name}: expected {field.type}, got boolean"
-    if not isinstance(value, wanted):
-        return f"{field.name}: expected {field.type}, got {type(value).__name__}"
-    if field.enum and value not in field.enum:
-        return f"{field.name}: {value!r} is not one of {', '.join(field.enum)}"
-    if field.minimum is not None and value < field.minimum:
-        return f"{field.name}: {value!r} is below the minimum {field.minimum:g}"
-    if field.format == "date-time" and not _regex(UTC_TIMESTAMP_PATTERN).match(value):
-        return f"{field.name}: {value!r} is not an ISO-8601 UTC date-time"
-    if field.pattern and not _regex(field.pattern).match(value):
-        return f"{field.name}: {value!r} does not match {field.pattern}"
-    return None
-
+from ensemble_otel._validate_fields import check_fields
+from ensemble_otel.contract.registry import RecordKind
 
 # What a record of each kind cannot be drawn without; any other field may be missing (an
 # older or partial record): it is charted with what it has and the page's notes say so.
@@ -68,30 +35,9 @@ TOLERATED_RULES = ("missing", "unknown-field")  # validator rules that become no
 
 
 def permissive_check(kind: RecordKind, record: dict[str, Any]) -> list[str]:
-    """Reasons `record` breaks `kind`'s contract; empty when usable. Extra fields pass."""
-    reasons: list[str] = []
-    for field in kind.fields:
-        if field.name not in record:
-            if field.required:
-                reasons.append(f"{field.name}: required field is missing")
-            continue
-        problem = _field_problem(field, record[field.name])
-        if problem:
-            reasons.append(problem)
-    return reasons
-
-
-def missing_fields(kind: RecordKind, record: dict[str, Any]) -> list[str]:
-    """Required fields of `kind` the record lacks."""
-    return [f.name for f in kind.fields if f.required and f.name not in record]
-
-
-def unknown_fields(kind: RecordKind, record: dict[str, Any]) -> list[str]:
-    """Fields the contract does not know (a newer writer's), for kinds without extras."""
-    if kind.additional_fields:
-        return []
-    known = set(kind.field_names())
-    return [name for name in record if name not in known]
+    """Reasons `record` breaks `kind`'s contract; empty when usable. Extra fields pass.
+    The rules and their words are the validator's (:func:`check_fields`)."""
+    return [p.message for p in check_fields(kind, record).bad()]
 
 
 @dataclass(slots=True)
@@ -138,21 +84,31 @@ def contract_verdicts(paths: Sequence[Path], root: Path | None = None) -> Contra
     return verdicts
 
 
-def parse_line(kind: RecordKind, line: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """One JSONL line -> (record, None) or (None, reason). A record missing a field other
-    than the few it cannot be drawn without is usable (see `missing_fields`)."""
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One JSONL line read: a usable ``record`` (with what it lacks and what the contract
+    does not know), or ``reason`` why not."""
+
+    record: dict[str, Any] | None
+    reason: str | None = None
+    missing: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+
+
+def parse_line(kind: RecordKind, line: bytes) -> Line:
+    """One JSONL line, checked by the validator's field checker (:func:`check_fields`):
+    a record missing a field other than the few it cannot be drawn without is usable, and
+    says what it lacks; a field present that breaks its rule makes the line bad."""
     if not line.strip():
-        return None, "empty line"
+        return Line(None, "empty line")
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        return None, f"not valid JSON ({exc})"
+        return Line(None, f"not valid JSON ({exc})")
     if not isinstance(value, dict):
-        return None, f"expected a JSON object, got {type(value).__name__}"
-    essential = ESSENTIAL.get(kind.name, ESSENTIAL_DEFAULT)
-    reasons = [r for r in permissive_check(kind, value)
-               if not r.endswith(": required field is missing")
-               or r.split(":", 1)[0] in essential]
+        return Line(None, f"expected a JSON object, got {type(value).__name__}")
+    found = check_fields(kind, value)
+    reasons = found.bad(ESSENTIAL.get(kind.name, ESSENTIAL_DEFAULT))
     if reasons:
-        return None, "; ".join(reasons)
-    return value, None
+        return Line(None, "; ".join(p.message for p in reasons))
+    return Line(value, None, found.missing, found.unknown)

@@ -30,13 +30,7 @@ from ensemble_otel.readers import (
     too_long,
 )
 
-from .checks import (
-    ContractVerdicts,
-    contract_verdicts,
-    missing_fields,
-    parse_line,
-    unknown_fields,
-)
+from .checks import ContractVerdicts, contract_verdicts, parse_line
 from .times import parse_utc
 
 PERIODS: tuple[str, ...] = next(
@@ -192,7 +186,8 @@ def _read(
         if flagged:
             validation.bad(stat, number, "; ".join(flagged))
             continue
-        record, reason = parse_line(kind, line)
+        parsed = parse_line(kind, line)
+        record, reason = parsed.record, parsed.reason
         if record is not None:
             reason = _mismatch(record, expect)
         if record is None or reason is not None:
@@ -209,8 +204,8 @@ def _read(
                 validation.bad(stat, number, f"duplicate bucket: ts {record['ts']} is already "
                                f"at {first}")
                 continue
-        lacking.update(missing_fields(kind, record))
-        extra.update(unknown_fields(kind, record))
+        lacking.update(parsed.missing)
+        extra.update(parsed.unknown)
         out.append((t, record))
     if lacking:
         validation.notes.append(f"{stat.path}: records without {_counted(lacking)}: charted "
@@ -226,8 +221,9 @@ def _counted(counter: Counter[str]) -> str:
 
 
 def _mismatch(record: dict[str, Any], expect: dict[str, str]) -> str | None:
+    """A field that contradicts the file's location (one absent is noted as missing)."""
     for name, wanted in expect.items():
-        if record.get(name) != wanted:
+        if name in record and record[name] != wanted:
             return f"{name}: {record.get(name)!r} does not match the file's {wanted!r}"
     return None
 

@@ -6,6 +6,8 @@ Whether every query returns data is tests/integration/test_dashboard_queries.py'
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from deploy_queries import (
     substitute,
 )
 from deploy_support import DEPLOY, load_yaml
+from integration_gate import require_binary
 
 from ensemble_otel.contract.registry import (
     BARS,
@@ -142,3 +145,67 @@ def test_datasources_point_at_compose_services() -> None:
         host = ds["url"].split("://", 1)[1].split(":", 1)[0]
         assert host in compose["services"], ds["name"]
     assert sum(1 for ds in doc["datasources"] if ds.get("isDefault")) == 1
+
+
+HEARTBEAT_PANELS = ("Heartbeat age now", "Heartbeat age")
+
+
+def _panel_expr(title: str, strategy: str | None = None) -> str:
+    [path] = DASHBOARDS
+    [panel] = [p for p in dashboard_panels(load_dashboard(path)) if p["title"] == title]
+    [target] = panel["targets"]
+    expr: str = target["expr"]
+    return expr if strategy is None else substitute(expr, {"strategy": strategy})
+
+
+def _rule_expr(key: str, name: str) -> str:
+    rules = [r for g in load_yaml(DEPLOY / "prometheus" / "rules.yml")["groups"]
+             for r in g["rules"]]
+    [rule] = [r for r in rules if r.get(key) == name]
+    expr: str = rule["expr"]
+    return expr
+
+
+def _bare(expr: str) -> str:
+    """``expr`` without the strategy variable's matcher and without spaces."""
+    return "".join(expr.replace(f'{{{STRATEGY_LABEL}=~"$strategy"}}', "").split())
+
+
+def test_heartbeat_age_panels_compute_what_the_rules_compute() -> None:
+    """One beat from the future hides nothing: the panels leave out beats more than 300 s
+    ahead of their scrape time, with the expressions of the alert and the recording rule."""
+    alert = _rule_expr("alert", "EnsembleHeartbeatStale")
+    assert _bare(_panel_expr("Heartbeat age now")) == _bare(alert.rsplit(">", 1)[0])
+    recorded = _rule_expr("record", "ensemble_strategy_id:ensemble_heartbeat_age_seconds:min")
+    assert _bare(_panel_expr("Heartbeat age")) == _bare(recorded)
+
+
+def test_heartbeat_age_panels_show_a_dead_bot_despite_a_beat_from_the_future(
+        tmp_path: Path) -> None:
+    """promtool evaluates the panels' queries: delta beats every 15 s until 5m and dies;
+    another instance of it sent one beat from year 2100 at 2m. At 4m the age is 0, at 12m
+    the stat shows the 7 minutes since its last real beat."""
+    exe = require_binary("promtool", "run scripts/install-system-deps.sh (Debian package "
+                                     "prometheus)")
+    names = {title: f"dashboard_panel_{i}" for i, title in enumerate(HEARTBEAT_PANELS)}
+    rules = {"groups": [{"name": "panels", "rules": [
+        {"record": names[t], "expr": _panel_expr(t, ".*")} for t in HEARTBEAT_PANELS]}]}
+    series = 'ensemble_heartbeat_timestamp_seconds{{instance="{}",ensemble_strategy_id="delta"}}'
+
+    def sample(name: str, minutes: int, value: int) -> dict[str, Any]:
+        return {"expr": name, "eval_time": f"{minutes}m", "exp_samples": [
+            {"labels": f'{name}{{ensemble_strategy_id="delta"}}', "value": value}]}
+
+    test = {"rule_files": ["panels.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "15s",
+        "input_series": [{"series": series.format("d1"), "values": "0+15x20"},
+                         {"series": series.format("d2"), "values": "_x8 4102444800"}],
+        "promql_expr_test": [
+            sample(names["Heartbeat age now"], 4, 0), sample(names["Heartbeat age"], 4, 0),
+            sample(names["Heartbeat age now"], 12, 420)],
+    }]}
+    (tmp_path / "panels.yml").write_text(json.dumps(rules))
+    (tmp_path / "panels_test.yml").write_text(json.dumps(test))
+    done = subprocess.run([exe, "test", "rules", str(tmp_path / "panels_test.yml")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -77,3 +77,26 @@ def test_demo_runs_with_the_sdk_disabled(tmp_path: Path, validate: bool) -> None
     assert "Traceback" not in done.stderr
     assert "skipped (ensemble-otel is disabled" in done.stdout
     assert not (root / "logs").exists() and not (root / "state").exists()
+
+
+def test_written_by_demo_reads_the_oldest_event_file_without_following_links(
+        tmp_path: Path) -> None:
+    from ensemble_otel.demo.cli import written_by_demo
+
+    started = b'{"ts":"2024-03-01T00:00:00Z","event":"demo_started"}\n'
+    other = b'{"ts":"2024-03-02T00:00:00Z","event":"order"}\n'
+    root = tmp_path / "root"
+    events = root / "logs" / "events" / "s1"
+    events.mkdir(parents=True)
+    (events / "2024-03-02.jsonl").write_bytes(other)
+    assert not written_by_demo(root, "s1")
+    (events / "2024-03-01.jsonl").write_bytes(started)
+    assert written_by_demo(root, "s1")  # the oldest partition, not the newest
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "2024-03-01.jsonl").write_bytes(started)
+    (root / "logs" / "events" / "s2").symlink_to(elsewhere, target_is_directory=True)
+    assert not written_by_demo(root, "s2")
+    (events / "2024-03-01.jsonl").unlink()
+    (events / "2024-03-01.jsonl").symlink_to(elsewhere / "2024-03-01.jsonl")
+    assert not written_by_demo(root, "s1")

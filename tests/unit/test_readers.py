@@ -7,7 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+from integration_gate import missing
 
+from ensemble_otel import safe_fs
+from ensemble_otel.errors import UnsafePathError
 from ensemble_otel.readers import (
     RefusedFile,
     last_whole_line,
@@ -78,3 +81,43 @@ def test_escape() -> None:
     assert escape(b"bad-\xff\xfe") == "bad-\\xff\\xfe"
     assert escape(os.fsdecode(b"n\xffm")) == "n\\xffm"
     assert json_text(os.fsdecode(b"n\xffm\n")) == "n\\xffm\n"
+
+
+def test_open_beneath_a_root_walks_without_following_links(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "f").write_bytes(b"data")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "b").mkdir(parents=True)
+    (elsewhere / "b" / "f").write_bytes(b"planted")
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "file").write_bytes(b"")
+    fd = open_regular(root / "a" / "b" / "f", root=root)
+    try:
+        assert os.read(fd, 10) == b"data"
+    finally:
+        os.close(fd)
+    with pytest.raises(RefusedFile, match="linked: not a directory: it is a symbolic link"):
+        open_regular(root / "linked" / "b" / "f", root=root)
+    with pytest.raises(RefusedFile, match="file: not a directory"):
+        open_regular(root / "file" / "f", root=root)
+    with pytest.raises(RefusedFile, match="not under"):
+        open_regular(root / ".." / "root" / "a" / "b" / "f", root=root)
+    with pytest.raises(FileNotFoundError):
+        open_regular(root / "missing" / "f", root=root)
+    assert read_limited(root / "a" / "b" / "f", 4, root=root) == b"data"
+
+
+def test_readers_take_other_users_directories_writers_refuse_them(tmp_path: Path) -> None:
+    """One walk, two modes: the writers' refuses another user's directory, the readers' (the
+    same walk, read-only) takes it, as tolerant readers do."""
+    if os.geteuid() != 0:
+        missing("giving a directory to another user needs root")
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "f").write_bytes(b"x")
+    os.chown(root / "d", 54_321, 54_321)
+    assert read_limited(root / "d" / "f", 1, root=root) == b"x"
+    with pytest.raises(UnsafePathError, match="is owned by uid 54321"):
+        os.close(safe_fs.walk_dirs(root, ["d"]))
+    os.close(safe_fs.walk_dirs(root, ["d"], owners=False))

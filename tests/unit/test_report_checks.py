@@ -36,17 +36,17 @@ def test_a_good_record_passes_and_extra_fields_are_allowed() -> None:
 
 
 @pytest.mark.parametrize(("change", "field", "rule"), [
-    ({"equity": None}, "equity", "must not be null"),
-    ({"equity": "100"}, "equity", "expected number, got str"),
-    ({"bars": True}, "bars", "expected integer, got boolean"),
-    ({"bars": 1.5}, "bars", "expected integer, got float"),
-    ({"bars": 0}, "bars", "below the minimum 1"),
-    ({"drawdown": -0.1}, "drawdown", "below the minimum 0"),
-    ({"period": "5m"}, "period", "is not one of 1h, 24h"),
-    ({"ts": "2024-03-01 00:00"}, "ts", "is not an ISO-8601 UTC date-time"),
-    ({"ts": "2024-03-01T00:00:00+02:00"}, "ts", "is not an ISO-8601 UTC date-time"),
-    ({"strategy_id": "../x"}, "strategy_id", "does not match"),
-    ({"schema_version": "v1"}, "schema_version", "does not match"),
+    ({"equity": None}, "equity", "must be a finite number (got null)"),
+    ({"equity": "100"}, "equity", "must be a finite number (got string"),
+    ({"bars": True}, "bars", "must be an integer (got boolean"),
+    ({"bars": 1.5}, "bars", "must be an integer (got number"),
+    ({"bars": 0}, "bars", "must be >= 1"),
+    ({"drawdown": -0.1}, "drawdown", "must be >= 0"),
+    ({"period": "5m"}, "period", "must be one of 1h"),
+    ({"ts": "2024-03-01 00:00"}, "ts", "must be ISO-8601 UTC"),
+    ({"ts": "2024-03-01T00:00:00+02:00"}, "ts", "must be ISO-8601 UTC"),
+    ({"strategy_id": "../x"}, "strategy_id", "must match"),
+    ({"schema_version": "v1"}, "schema_version", "must match"),
 ])
 def test_each_rule_names_the_field(change: dict[str, Any], field: str, rule: str) -> None:
     (reason,) = permissive_check(HEALTH_1H, {**good_record(), **change})
@@ -132,7 +132,7 @@ def test_without_the_contract_validator_the_own_check_decides(
     assert reasons[0].startswith("not valid JSON")
     assert reasons[1] == "empty line"
     assert reasons[2] == "expected a JSON object, got list"
-    assert reasons[3].startswith("equity: expected number, got str")
+    assert reasons[3].startswith("equity: must be a finite number (got string")
     assert reasons[4] == "strategy_id: 'other' does not match the file's 's1'"
     assert reasons[5].startswith("duplicate bucket: ts 2024-03-01T00:00:00Z is already at ")
     v = data["validation"]
@@ -260,3 +260,41 @@ def test_symlinked_record_file_is_not_followed(tmp_path: Path) -> None:
     notes = " ".join(page_data(path)["validation"]["notes"])
     assert "logs/events/s1/2024-03-05.jsonl: not read: it is a symbolic link" in notes
     assert "logs/heartbeat/s1.json: not read: it is a symbolic link" in notes
+
+
+@pytest.mark.parametrize("change", [
+    {"equity": None}, {"equity": "100"}, {"bars": True}, {"bars": 1.5}, {"bars": 0},
+    {"period": "5m"}, {"ts": "2024-02-30T00:00:00Z"}, {"first_bar_ts": ""},
+    {"strategy_id": ""}, {"schema_version": "v1"}, {"realized_pnl": "x"},
+])
+def test_the_report_and_the_validator_judge_a_field_alike(change: dict[str, Any]) -> None:
+    """One field checker: the report's reasons are the validator's, word for word (a
+    calendar date, an empty string: the report took them before)."""
+    from ensemble_otel._validate_rules import check_record
+
+    record = {**good_record(), **change}
+    validator = [p.message for p in check_record(record, HEALTH_1H)]
+    assert validator and permissive_check(HEALTH_1H, record) == validator
+
+
+@pytest.mark.parametrize("with_validator", [True, False])
+def test_a_record_the_permissive_validator_accepts_is_charted_and_its_gaps_noted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_validator: bool) -> None:
+    from ensemble_otel.validate import validate
+
+    path = tmp_path / "logs/1h/health_snapshot/s1/2024-03-01.jsonl"
+    path.parent.mkdir(parents=True)
+    minimal = {"ts": "2024-03-01T00:00:00Z", "strategy_id": "s1", "schema_version": "1.0",
+               "equity": 101.5}
+    path.write_text(json.dumps(minimal) + "\n")
+    assert validate([str(tmp_path)]).exit_code == 0  # permissive: accepted
+    if not with_validator:
+        monkeypatch.setitem(sys.modules, "ensemble_otel.validate", None)
+    result = write_report(tmp_path)
+    data = page_data(result.path)
+    s = data["strategies"][0]
+    assert result.bad_lines == 0
+    assert s["columns"]["equity"] == [101.5]
+    notes = " ".join(data["validation"]["notes"])
+    assert "records without bars (1), drawdown (1)" in notes
+    assert "charted with the fields they have" in notes

@@ -160,3 +160,43 @@ def test_fresh_is_refused_while_another_process_holds_the_strategy(root: Path) -
             f for f in before if not f.startswith("logs/heartbeat")}
     finally:
         holder.communicate("", timeout=30)
+
+
+def test_paths_of_a_strategy_come_from_the_contract_templates(tmp_path: Path) -> None:
+    """The writers, reset and the demo build every path from the registry's templates."""
+    from ensemble_otel.contract.registry import (
+        EVENT,
+        HEALTH_STATE_PATH,
+        HEARTBEAT,
+        STRATEGY_LOCK_PATH,
+    )
+    from ensemble_otel.demo.cli import strategy_paths
+    from ensemble_otel.paths import strategy_dir_entries, strategy_entry
+    from ensemble_otel.settings import Settings
+
+    assert strategy_entry(EVENT, "s1") == (("logs", "events"), "s1")
+    assert strategy_entry(HEARTBEAT, "s1") == (("logs", "heartbeat"), "s1.json")
+    assert strategy_entry(STRATEGY_LOCK_PATH, "s1") == (("state",), "s1.lock")
+    assert strategy_entry(HEALTH_STATE_PATH, "s1") == (("state", "health"), "s1.json")
+    assert [(d, n, f) for d, n, f in strategy_dir_entries("s1") if f] == [
+        (("logs", "heartbeat"), "s1.json", True), (("state", "health"), "s1.json", True)]
+    settings = Settings(strategy_id="s1", root=tmp_path)
+    assert settings.heartbeat_path == tmp_path / "logs/heartbeat/s1.json"
+    assert settings.lock_path == tmp_path / "state/s1.lock"
+    assert settings.state_dir == tmp_path / "state"
+    assert settings.state_path == tmp_path / "state/health/s1.json"
+    assert strategy_paths(tmp_path, "s1") == [
+        tmp_path / "logs/heartbeat/s1.json", tmp_path / "logs/1h/health_snapshot/s1",
+        tmp_path / "logs/24h/health_snapshot/s1", tmp_path / "logs/events/s1"]
+
+
+def test_reset_removes_temp_files_cut_short_under_either_naming(tmp_path: Path) -> None:
+    for directory in ("logs/heartbeat", "state/health"):
+        (tmp_path / directory).mkdir(parents=True)
+        for name in (".s1.json.0123456789abcdef.tmp", ".s1.json.12.3.tmp"):
+            (tmp_path / directory / name).write_text("{}")
+        (tmp_path / directory / ".s10.json.0123456789abcdef.tmp").write_text("{}")
+    reset(tmp_path, "s1")
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.tmp"))
+    assert left == ["logs/heartbeat/.s10.json.0123456789abcdef.tmp",
+                    "state/health/.s10.json.0123456789abcdef.tmp"]
