@@ -47,6 +47,7 @@ class Settings:
     metric_export_interval: float = 60.0
     logging_bridge: bool = False
     disabled: bool = False
+    strict: bool = False
 
     @property
     def heartbeat_path(self) -> Path:
@@ -66,6 +67,7 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     "environment": ("ENSEMBLE_ENVIRONMENT",),
     "service_name": ("OTEL_SERVICE_NAME",),
     "logging_bridge": ("ENSEMBLE_LOGGING_BRIDGE",),
+    "strict": ("ENSEMBLE_STRICT",),
 }
 
 
@@ -166,6 +168,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         values["service_name"] = str(picked[1])
     if (picked := _pick("logging_bridge", overrides, env)) is not None:
         values["logging_bridge"] = _flag(picked[1], picked[0])
+    if (picked := _pick("strict", overrides, env)) is not None:
+        values["strict"] = _flag(picked[1], picked[0])
 
     disabled = overrides.get("disabled")
     values["disabled"] = (
