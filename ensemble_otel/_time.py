@@ -14,19 +14,22 @@ from datetime import datetime, timezone
 UTC = timezone.utc
 _DAY = 86400
 _day_cache: list[tuple[float, str]] = [(-1.0, "")]  # [(day number, "YYYY-MM-DDT")]: one swap
+_HOURS = [f"{h:02d}:" for h in range(24)]
+_MMSS: list[str] = []  # "MM:SSZ" for each second of an hour, made on first use
 
 
 def iso(unix: float) -> str:
     """``unix`` seconds as ISO-8601 UTC: whole seconds when whole, microseconds otherwise."""
     day, rest = divmod(unix, _DAY)
-    if rest.is_integer() if isinstance(rest, float) else True:
+    if rest == int(rest):
         cached, prefix = _day_cache[0]
         if cached != day:
             prefix = datetime.fromtimestamp(day * _DAY, tz=UTC).strftime("%Y-%m-%dT")
             _day_cache[0] = (day, prefix)
-        hours, seconds = divmod(int(rest), 3600)
-        minutes, seconds = divmod(seconds, 60)
-        return f"{prefix}{hours:02d}:{minutes:02d}:{seconds:02d}Z"
+        if not _MMSS:
+            _MMSS.extend(f"{m:02d}:{s:02d}Z" for m in range(60) for s in range(60))
+        hour, second = divmod(int(rest), 3600)
+        return prefix + _HOURS[hour] + _MMSS[second]
     dt = datetime.fromtimestamp(unix, tz=UTC)
     if dt.microsecond:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import operator
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -51,37 +52,48 @@ def read_json_line(line: bytes) -> Any:
     return orjson.loads(line)
 
 
+_HOUR_KEYS = tuple(_BUCKET_AT["1h"])
+_HOUR_GET = operator.itemgetter(*_BUCKET_AT["1h"].values())
+_DAY_KEYS = tuple(_BUCKET_AT["24h"])
+_DAY_GET = operator.itemgetter(*_BUCKET_AT["24h"].values())
+_TOP_GET = operator.itemgetter(*(AT[k] for k in (
+    "equity", "first_equity", "peak", "peak", "max_drawdown", "realized", "unrealized",
+    "positions", "last_ts", "_c_bars", "_c_notional", "_c_breaches", "_c_warnings",
+    "dropped", "refused", "_h_bars", "_h_notional", "_h_breaches", "_h_warnings",
+    "_unwritten")))
+
+
 def state_from(v: View, strategy_id: str) -> dict[str, Any]:
     """The state document of a whole view."""
-    hour = {k: v[i] for k, i in _BUCKET_AT["1h"].items()}
-    h_bars = v[AT["_h_bars"]]
-    hour.update(bars=h_bars, notional=v[AT["_h_notional"]], breaches=v[AT["_h_breaches"]],
-                warnings=v[AT["_h_warnings"]])
-    last_ts = v[AT["last_ts"]]
+    (equity, first_equity, peak, _, max_dd, realized, unrealized, positions, last_ts,
+     c_bars, c_notional, c_breaches, c_warnings, dropped, refused, h_bars, h_notional,
+     h_breaches, h_warnings, unwritten) = _TOP_GET(v)
+    hour = dict(zip(_HOUR_KEYS, _HOUR_GET(v), strict=True))
+    hour["bars"], hour["notional"] = h_bars, h_notional
+    hour["breaches"], hour["warnings"] = h_breaches, h_warnings
     if h_bars:
         hour["last_ts"] = last_ts
-    equity, peak = v[AT["equity"]], v[AT["peak"]]
     return {
         "version": STATE_VERSION,
         "strategy_id": strategy_id,
         "equity": equity,
-        "first_equity": v[AT["first_equity"]],
+        "first_equity": first_equity,
         "peak": peak,
         "drawdown": 0.0 if equity is None or peak <= 0.0 else 1.0 - equity / peak,
-        "max_drawdown": v[AT["max_drawdown"]],
-        "realized": v[AT["realized"]],
-        "unrealized": v[AT["unrealized"]],
-        "positions": v[AT["positions"]],
+        "max_drawdown": max_dd,
+        "realized": realized,
+        "unrealized": unrealized,
+        "positions": positions,
         "last_ts": None if last_ts == -_INF else last_ts,
         # totals and the day bucket: closed hours only; the open hour is "1h"
-        "total_bars": v[AT["_c_bars"]],
-        "total_notional": v[AT["_c_notional"]],
-        "total_breaches": v[AT["_c_breaches"]],
-        "total_warnings": v[AT["_c_warnings"]],
-        "dropped": v[AT["dropped"]],
-        "refused": v[AT["refused"]],
-        "buckets": {"1h": hour, "24h": {k: v[i] for k, i in _BUCKET_AT["24h"].items()}},
-        "unwritten": [list(item) for item in v[AT["_unwritten"]]],
+        "total_bars": c_bars,
+        "total_notional": c_notional,
+        "total_breaches": c_breaches,
+        "total_warnings": c_warnings,
+        "dropped": dropped,
+        "refused": refused,
+        "buckets": {"1h": hour, "24h": dict(zip(_DAY_KEYS, _DAY_GET(v), strict=True))},
+        "unwritten": [list(item) for item in unwritten],
     }
 
 
@@ -162,7 +174,8 @@ class Store:
         self.seq = 0  # saves so far (across restarts): the newest of file and journal wins
         self.hook: Callable[[str], None] | None = None
         self._errors = RateLimitedLog(_log, 60.0)
-        self._files: dict[tuple[str, str], Path] = {}
+        self._files: dict[tuple[str, float], Path] = {}  # (period, day) -> file
+        self._named: dict[tuple[str, str], Path] = {}  # (period, file name) -> file
 
     def step(self, name: str) -> None:
         if self.hook is not None:
@@ -170,13 +183,14 @@ class Store:
 
     def path(self, period: str, start: float) -> Path:
         """The file of a bucket's record (the same Path object for the same file)."""
-        name = file_name(period, start)
-        key = (period, name)
+        key = (period, start // 86400)
         path = self._files.get(key)
         if path is None:
             if len(self._files) > 8:
                 self._files.clear()
-            path = self._files[key] = self.dirs[period] / name
+                self._named.clear()
+            path = self._files[key] = self.dirs[period] / file_name(period, start)
+            self._named[(period, path.name)] = path
         return path
 
     # -- saving --------------------------------------------------------------------------------
@@ -211,13 +225,9 @@ class Store:
         for i, (period, name, record) in enumerate(items):
             if i:
                 self.step("close:between-appends")
-            self.appender.append(self._named(period, name), dumps_line(record))
+            path = self._named.get((period, name)) or self.dirs[period] / name
+            self.appender.append(path, dumps_line(record))
         self.step("close:after-appends")
-
-    def _named(self, period: str, name: str) -> Path:
-        key = (period, name)
-        path = self._files.get(key)
-        return path if path is not None else self.dirs[period] / name
 
     def close(self) -> None:
         with self.lock, contextlib.suppress(OSError):
