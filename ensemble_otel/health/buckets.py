@@ -76,12 +76,9 @@ def starts(t: float) -> tuple[int, int]:
     return int(t // 3600) * 3600, int(t // 86400) * 86400
 
 
-def closing(hour: Bucket, day: Bucket, t: float) -> list[Bucket]:
-    """The buckets a bar at ``t`` closes: those that saw bars and start before its own.
-
-    ``hour`` must hold the open hour's sums (folded) when it is asked.
-    """
-    hour_start, day_start = starts(t)
+def closing(hour: Bucket, day: Bucket, hour_start: int, day_start: int) -> list[Bucket]:
+    """The buckets a bar in the hour ``hour_start`` (of the day ``day_start``) closes: those
+    that saw bars and start elsewhere. ``hour`` must hold the open hour's sums (folded)."""
     return [b for b, start in ((hour, hour_start), (day, day_start))
             if b.bars > 0 and b.start != start]
 

@@ -24,6 +24,7 @@ from ensemble_otel._ratelog import RateLimitedLog
 from ensemble_otel._time import iso
 from ensemble_otel.errors import BarError
 from ensemble_otel.health import views
+from ensemble_otel.health.buckets import starts
 from ensemble_otel.health.copies import COPY_TIMEOUT, Copies
 from ensemble_otel.health.ledger import Ledger
 from ensemble_otel.health.restore import restore
@@ -101,9 +102,10 @@ class HealthSnapshotEmitter(Ledger):
         copies.remember(before)
         # a copy taken between the fold and the end of the close would mix two hours:
         # _rolling marks it as not whole (see copies.py)
+        hour_start, day_start = starts(t)
         self._rolling = True
         try:
-            closed = self._roll(t)
+            closed = self._roll(hour_start, day_start)
             written: list[dict[str, Any]] = []
             items: list[tuple[str, str, dict[str, Any]]] = []
             for b in closed:
@@ -121,7 +123,7 @@ class HealthSnapshotEmitter(Ledger):
                 b.last_turnover = rec["turnover"]
                 b.last_start = b.start
                 b.refused_base = self.refused
-            self._open(t)
+            self._open(hour_start, day_start)
             self._unwritten = tuple(items)  # before _rolling clears: a copy must carry them
         finally:
             self._rolls += 1

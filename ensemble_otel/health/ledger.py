@@ -331,17 +331,16 @@ class Ledger:
         self._h_notional = 0.0
         self._n_cap = NOTIONAL_ROOM - self._c_notional
 
-    def _roll(self, t: float) -> list[Bucket]:
-        """Fold the open hour if ``t`` is in a later one; return the buckets ``t`` closes
-        (still holding their sums: the caller records them, then calls ``_open``)."""
-        hour_start, _ = starts(t)
+    def _roll(self, hour_start: int, day_start: int) -> list[Bucket]:
+        """Fold the open hour if it is not ``hour_start``'s; return the buckets a bar in
+        that hour closes (still holding their sums: the caller records them, then calls
+        ``_open``)."""
         if self._h_bars > 0 and self._hour.start != hour_start:
             self._fold_hour()
-        return closing(self._hour, self._day, t)
+        return closing(self._hour, self._day, hour_start, day_start)
 
-    def _open(self, t: float) -> None:
-        """Open the buckets of ``t`` (those already open stay as they are)."""
-        hour_start, day_start = starts(t)
+    def _open(self, hour_start: int, day_start: int) -> None:
+        """Open the buckets starting there (those already open stay as they are)."""
         for b, start in ((self._hour, hour_start), (self._day, day_start)):
             if b.start != start:
                 b.reset(start)
@@ -375,8 +374,9 @@ class Ledger:
 
     def _close(self, t: float) -> list[dict[str, Any]]:
         """A bar at ``t`` opens a later hour: close what it closes (records), open its own."""
-        self._roll(t)
-        self._open(t)
+        hour_start, day_start = starts(t)
+        self._roll(hour_start, day_start)
+        self._open(hour_start, day_start)
         return []
 
     def _dropped(self, t: float) -> None:

@@ -42,6 +42,7 @@ from ensemble_otel.jsonl import JsonJournal, JsonlAppender, dumps_line, last_lin
 _log = logging.getLogger("ensemble_otel")
 _INF = math.inf
 STATE_VERSION = 2  # 2: the day bucket and the totals exclude the open hour
+JOURNAL_BYTES = 4 << 20
 STEPS = ("close:before-journal", "close:after-journal", "close:between-appends",
          "close:after-appends", "save:before-replace", "save:after-replace")
 _BUCKET_AT = {p: {k: AT[f"_{n}.{k}"] for k in BUCKET_STATE} for p, n in (("1h", "hour"),
@@ -168,7 +169,9 @@ class Store:
             "24h": root / "logs" / "24h" / "health_snapshot" / strategy_id,
         }
         self.state_path = state_dir / "health" / f"{strategy_id}.json"
-        self.journal = JsonJournal(self.state_path)
+        # compacted (the file replaced, the journal emptied) past JOURNAL_BYTES: a rename
+        # costs milliseconds on ext4, beats and shutdown replace the file anyway
+        self.journal = JsonJournal(self.state_path, max_bytes=JOURNAL_BYTES)
         self.appender = appender
         self.lock = threading.Lock()  # the beat and a bucket close both save
         self.seq = 0  # saves so far (across restarts): the newest of file and journal wins
