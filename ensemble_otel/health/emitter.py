@@ -53,6 +53,9 @@ class HealthSnapshotEmitter(Ledger):
         if settings is None:
             import ensemble_otel
 
+            current = ensemble_otel.get_telemetry()
+            if current is not None and not kwargs and not getattr(current, "closed", False):
+                return current.health  # whatever settings configured it
             return ensemble_otel.configure(**kwargs).health
         return super().__new__(cls)
 
@@ -171,7 +174,7 @@ class HealthSnapshotEmitter(Ledger):
             self._on_first_bar = None
             try:
                 callback()
-            except Exception:  # noqa: BLE001 - never into the bar loop
+            except Exception:
                 _log.exception("ensemble-otel health: the first-bar callback raised")
 
     # -- state for other threads, saving, closing ------------------------------------------------

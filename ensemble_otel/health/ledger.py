@@ -220,7 +220,7 @@ class Ledger:
             bar = self._check(*fields)
         except BarError as exc:
             return self._refuse(exc)
-        except Exception as exc:  # noqa: BLE001 - a value whose own methods raise
+        except Exception as exc:
             return self._refuse(checks.bar_error(
                 "bar", fields, f"could not be read ({type(exc).__name__})"))
         t, equity, notional = bar[0], bar[1], bar[4]
