@@ -327,3 +327,62 @@ def test_fast_and_general_paths_agree(tmp_path: Path) -> None:
                         snapshot_records(cap.root, "24h", "s1"), levels))
     assert len(results[0][0]) > 40 and len(results[0][1]) == 1
     assert results[0] == results[1]
+
+
+def test_every_record_equals_an_sdk_collection_at_its_close(
+    cap: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long random series (gaps of minutes to days, all fields, both bar paths): at every
+    bucket close, an SDK collection of the observable instruments taken at that moment (from
+    inside the close) gives exactly the record's levels, and one taken right after the
+    closing bar gives the record's pnl, turnover and start per period."""
+    import random
+
+    from ensemble_otel.health import emitter
+    from ensemble_otel.health.views import RECORD_LEVELS
+
+    rng = random.Random(20240301)
+    build = emitter.record
+    at_close: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def levels() -> dict[str, Any]:
+        return {p.name: p.value for p in cap.collect() if not p.attributes}
+
+    def checked(*args: Any) -> dict[str, Any]:
+        record = build(*args)
+        at_close.append((record, levels()))
+        return record
+
+    monkeypatch.setattr(emitter, "record", checked)
+    h = cap.health
+    t = float(DAY0)
+    written: list[dict[str, Any]] = []
+    equity = 1000.0
+    for i in range(3000):
+        t += rng.choice([30.0, 60.0, 600.0, 1800.0, 3600.0, 5400.0, 86400.0 * 2]) * rng.random()
+        equity = max(-50.0, equity * (1 + rng.gauss(0, 0.01)) + rng.choice([0.0, 0.0, -5.0]))
+        fields: dict[str, Any] = {
+            "equity": equity, "traded_notional": rng.choice([0.0, 10.0, 1234.5]),
+            "realized_pnl": rng.choice([None, rng.uniform(-9, 9)]),
+            "unrealized_pnl": rng.uniform(-9, 9), "risk_breaches": rng.randint(0, 1),
+            "risk_warnings": rng.randint(0, 2), "open_positions": rng.choice([None, 0, 3]),
+        }
+        if i % 3 == 0:  # the exact types of the fast path
+            fields = {**fields, "realized_pnl": fields["realized_pnl"] or 0.0,
+                      "open_positions": fields["open_positions"] or 0}
+        records = h.maybe_emit(t, **fields)
+        written += records
+        if records:
+            after = {(p.name, p.attributes.get(names.PERIOD_ATTRIBUTE)): p.value
+                     for p in cap.collect()}
+            for record in records:
+                period = record["period"]
+                assert after[(names.BUCKET_PNL, period)] == record["pnl"]
+                assert after.get((names.BUCKET_TURNOVER, period)) == record["turnover"]
+                start = datetime.fromisoformat(record["ts"].replace("Z", "+00:00")).timestamp()
+                assert after[(names.BUCKET_START, period)] == start
+    assert len(at_close) == len(written) > 500
+    for record, seen in at_close:
+        for field, metric in RECORD_LEVELS.items():
+            assert record[field] == seen.get(metric), (field, record, seen)
+    assert snapshot_records(cap.root, "1h", "s1") == [r for r in written if r["period"] == "1h"]
