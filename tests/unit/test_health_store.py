@@ -1,0 +1,110 @@
+"""The store's rules, one test each, for the mutants random timing only finds by chance or
+never: the day check of "already on disk", the 24h baseline after a restart without a state
+file, the order of fsync and rename, a last line longer than the tail-read limit, and a
+heartbeat exactly as old as the max age."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from unit_support import at, snapshot_records
+
+from ensemble_otel import jsonl
+from ensemble_otel.contract import registry as names
+from ensemble_otel.heartbeat_cli import check
+from ensemble_otel.testing import capture
+
+
+def _state_path(root: Path) -> Path:
+    return root / "state" / "health" / "s1.json"
+
+
+def test_a_bar_in_a_day_already_on_disk_is_dropped_after_the_state_is_lost(root: Path) -> None:
+    """Day 0's last bar is at 10:00; a bar on day 1 closes hour 10 and day 0. With the state
+    lost, a replayed bar at 15:00 on day 0 is after every 1h record on disk but inside a day
+    already written: it is dropped, and no hour of day 0 is written after its day."""
+    with capture(root=root, strategy_id="s1") as cap:
+        cap.health.maybe_emit(at(9, 30), equity=100.0)
+        cap.health.maybe_emit(at(10, 0), equity=101.0)
+        written = cap.health.maybe_emit(at(2, 0, days=1), equity=102.0)
+        assert [r["period"] for r in written] == ["1h", "24h"]
+    _state_path(root).unlink()
+    with capture(root=root, strategy_id="s1") as cap:
+        assert cap.health.maybe_emit(at(15, 0), equity=50.0) == []
+        cap.health.maybe_emit(at(3, 0, days=1), equity=103.0)
+        assert cap.metric(names.BARS_DROPPED).value == 1
+        cap.health.maybe_emit(at(0, 5, days=2), equity=104.0)
+    hours = snapshot_records(root, "1h", "s1")
+    assert [r["ts"] for r in hours] == ["2024-03-01T09:00:00Z", "2024-03-01T10:00:00Z",
+                                        "2024-03-02T03:00:00Z"]
+    days = snapshot_records(root, "24h", "s1")
+    assert [r["ts"] for r in days] == ["2024-03-01T00:00:00Z", "2024-03-02T00:00:00Z"]
+    assert days[1]["bars"] == 1 and days[1]["peak_equity"] == 103.0  # no trace of 50
+
+
+def test_the_24h_pnl_after_a_restart_without_a_state_file(root: Path) -> None:
+    """The day's pnl baseline is the previous day's close (from the 24h record), not the
+    last hour's close, when the state file is gone."""
+    with capture(root=root, strategy_id="s1") as cap:
+        cap.health.maybe_emit(at(20, 0), equity=100.0)
+        cap.health.maybe_emit(at(0, 10, days=1), equity=110.0)  # closes day 0 at 100
+        cap.health.maybe_emit(at(1, 10, days=1), equity=120.0)  # closes hour 00 at 110
+        cap.health.maybe_emit(at(2, 10, days=1), equity=130.0)  # closes hour 01 at 120
+    for path in _state_path(root).parent.iterdir():
+        path.unlink()
+    with capture(root=root, strategy_id="s1") as cap:
+        cap.health.maybe_emit(at(3, 10, days=1), equity=140.0)
+        written = cap.health.maybe_emit(at(0, 10, days=2), equity=150.0)
+    [hour] = [r for r in written if r["period"] == "1h"]
+    [day1] = [r for r in written if r["period"] == "24h"]
+    assert hour["pnl"] == 140.0 - 120.0  # the last 1h record's close
+    assert day1["pnl"] == 140.0 - 100.0  # the last 24h record's close
+    assert day1["bars"] == 1  # what this run saw of the day (the rest died with the state)
+
+
+def test_fsync_happens_before_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, Any]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any) -> None:
+        calls.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / "state.json"
+    jsonl.atomic_write_json(target, {"a": 1})
+    assert [kind for kind, _ in calls] == ["fsync", "replace"]
+    assert calls[0][1] != str(target) and calls[1][1] == str(target)  # the temp file's fsync
+    assert orjson.loads(target.read_bytes()) == {"a": 1}
+
+
+def test_a_last_line_longer_than_the_tail_limit_is_not_cut(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b'{"short": 1}\n' + b'{"long": "' + b"x" * 100 + b'"}\n')
+    assert jsonl.last_line(path, max_bytes=64) is None  # never a fragment of the long line
+    assert jsonl.last_line(path, max_bytes=4096) == b'{"long": "' + b"x" * 100 + b'"}'
+    path.write_bytes(b"x" * 50 + b"\n")
+    assert jsonl.last_line(path, max_bytes=64) == b"x" * 50  # whole file inside the limit
+
+
+def test_a_heartbeat_exactly_as_old_as_the_max_age_is_alive(tmp_path: Path) -> None:
+    path = tmp_path / "s1.json"
+    beat = {"ts": "2024-03-01T00:00:00Z", "unix": 1_709_251_200.0, "strategy_id": "s1",
+            "schema_version": "1.1", "state": "running", "seq": 3, "pid": os.getpid(),
+            "host": socket.gethostname(), "service_instance_id": "x", "uptime_s": 1.0,
+            "interval_s": 10.0, "environment": "paper"}
+    path.write_bytes(orjson.dumps(beat))
+    assert check(path, 30.0, now=beat["unix"] + 30.0)[0] == 0
+    assert check(path, 30.0, now=beat["unix"] + 30.001)[0] == 1
+    assert time.time() > beat["unix"]
