@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 COLLECTOR := collector/_build/otelcol-ensemble
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: demo test unit integration lint venv system-deps collector tools bench smoke clean
+.PHONY: demo test unit integration lint venv system-deps collector tools bench smoke mutation clean
 
 demo: venv ## replay real market data through an instrumented paper bot
 	$(VENV)/bin/ensemble-otel demo $(DEMO_ARGS)
@@ -45,8 +45,13 @@ integration: venv system-deps collector
 bench: venv ## benchmark scripts, each printing ratios against a baseline from the same run
 	$(VENV)/bin/python bench/run_all.py
 
+mutation: venv ## mutmut over health/, jsonl.py and the heartbeat check with their unit tests (slow; not in test)
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children $${MUTATION_JOBS:-2} || true
+	$(VENV)/bin/python scripts/mutation_report.py
+
 smoke: venv ## a bot under auto-instrumentation: heartbeat, check, validate --strict
 	scripts/smoke.sh
 
 clean:
-	rm -rf $(VENV) collector/_build .tools paper_trading_outputs
+	rm -rf $(VENV) collector/_build .tools paper_trading_outputs mutants
