@@ -92,3 +92,27 @@ def on_disk(hour: Bucket, day: Bucket, t: float) -> bool:
     """True when ``t`` falls in an hour or a day whose record is already on disk."""
     h, d = hour.last_written, day.last_written
     return (h >= 0 and t < h + 3600) or (d >= 0 and t < d + 86400)
+
+
+def sums_stay_finite(hour: Bucket, day: Bucket, h_bars: int, h_notional: float,
+                     c_notional: float, end: float, t: float, equity: float,
+                     notional: float) -> bool:
+    """Whether the notional sums after a bar at ``t`` (the hour's, the day's, the total) and
+    their turnovers, were it a bucket's last bar, are finite; computed as the bucket close
+    and the bar will compute them (``end``: the end of the open hour)."""
+    h, c, d = h_notional, c_notional, day.notional
+    if t >= end:  # the bar closes the open hour (and maybe the day) first
+        hour_start, day_start = starts(t)
+        if h_bars > 0 and hour.start != hour_start:
+            c += h
+            d += h
+        if hour.start != hour_start:
+            h = 0.0
+        if day.start != day_start:
+            d = 0.0
+    h += notional
+    day_sum = d + h
+    values = [h, c + h, day_sum]
+    if equity != 0.0:
+        values += [h / abs(equity), day_sum / abs(equity)]
+    return all(v - v == 0.0 for v in values)

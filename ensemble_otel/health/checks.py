@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 import numbers
 from datetime import datetime, timezone
+from typing import Any
 
 from ensemble_otel.errors import BarError
 
 _UTC = timezone.utc
+_INF = math.inf
 # Bar times: 1970-01-01T00:00:00Z <= ts < 10000-01-01T00:00:00Z (bucket starts are then never
 # negative: -1 means "none yet"). A time outside (typically milliseconds passed as seconds)
 # would be taken as the last bar and make every later bar look out of order, so it is refused.
@@ -105,3 +107,30 @@ def count(value: object, field: str) -> int:
         raise bar_error(field, value, "must be a whole number >= 0"
                         + ("" if out < 0 else f" and <= {COUNT_MAX}"))
     return out
+
+
+def check_bar(ts: Any, equity: Any, realized: Any, unrealized: Any, notional: Any,
+              breaches: Any, warnings: Any, positions: Any) -> tuple[Any, ...]:
+    """Every field validated and converted; raises BarError naming the first bad one."""
+    t = ts if type(ts) is float and TS_MIN <= ts < TS_MAX else \
+        to_unix(ts)
+    if type(equity) is not float or not -_INF < equity < _INF:
+        equity = number(equity, "equity")
+    if realized is not None and (type(realized) is not float or
+                                 not -_INF < realized < _INF):
+        realized = number(realized, "realized_pnl")
+    if unrealized is not None and (type(unrealized) is not float or
+                                   not -_INF < unrealized < _INF):
+        unrealized = number(unrealized, "unrealized_pnl")
+    if type(notional) is not float:
+        notional = number(notional, "traded_notional")
+    if not 0.0 <= notional < _INF:
+        raise bar_error("traded_notional", notional, "must be a finite number >= 0")
+    if type(breaches) is not int or not 0 <= breaches <= COUNT_MAX:
+        breaches = count(breaches, "risk_breaches")
+    if type(warnings) is not int or not 0 <= warnings <= COUNT_MAX:
+        warnings = count(warnings, "risk_warnings")
+    if positions is not None and (type(positions) is not int or
+                                  not 0 <= positions <= COUNT_MAX):
+        positions = count(positions, "open_positions")
+    return t, equity, realized, unrealized, notional, breaches, warnings, positions

@@ -24,7 +24,7 @@ from typing import Any
 
 from ensemble_otel.errors import BarError
 from ensemble_otel.health import checks
-from ensemble_otel.health.buckets import Bucket, closing, on_disk, starts
+from ensemble_otel.health.buckets import Bucket, closing, on_disk, starts, sums_stay_finite
 
 _INF = math.inf
 # _dd_floor = peak * (1 - max_drawdown + margin): an absolute margin of 1e-12 of the peak is
@@ -187,37 +187,10 @@ class Ledger:
         return self._bar(ts, equity, realized_pnl, unrealized_pnl, traded_notional,
                          risk_breaches, risk_warnings, open_positions)
 
-    @staticmethod
-    def _check(ts: Any, equity: Any, realized: Any, unrealized: Any, notional: Any,
-               breaches: Any, warnings: Any, positions: Any) -> tuple[Any, ...]:
-        """Every field validated and converted; raises BarError naming the first bad one."""
-        t = ts if type(ts) is float and checks.TS_MIN <= ts < checks.TS_MAX else \
-            checks.to_unix(ts)
-        if type(equity) is not float or not -_INF < equity < _INF:
-            equity = checks.number(equity, "equity")
-        if realized is not None and (type(realized) is not float or
-                                     not -_INF < realized < _INF):
-            realized = checks.number(realized, "realized_pnl")
-        if unrealized is not None and (type(unrealized) is not float or
-                                       not -_INF < unrealized < _INF):
-            unrealized = checks.number(unrealized, "unrealized_pnl")
-        if type(notional) is not float:
-            notional = checks.number(notional, "traded_notional")
-        if not 0.0 <= notional < _INF:
-            raise checks.bar_error("traded_notional", notional, "must be a finite number >= 0")
-        if type(breaches) is not int or not 0 <= breaches <= checks.COUNT_MAX:
-            breaches = checks.count(breaches, "risk_breaches")
-        if type(warnings) is not int or not 0 <= warnings <= checks.COUNT_MAX:
-            warnings = checks.count(warnings, "risk_warnings")
-        if positions is not None and (type(positions) is not int or
-                                      not 0 <= positions <= checks.COUNT_MAX):
-            positions = checks.count(positions, "open_positions")
-        return t, equity, realized, unrealized, notional, breaches, warnings, positions
-
     def _bar(self, *fields: Any) -> list[dict[str, Any]]:
         """The general path: validate field by field, drop late bars, roll, apply."""
         try:
-            bar = self._check(*fields)
+            bar = checks.check_bar(*fields)
         except BarError as exc:
             return self._refuse(exc)
         except Exception as exc:
@@ -255,25 +228,9 @@ class Ledger:
         return Refused(error)
 
     def _sums_stay_finite(self, t: float, equity: float, notional: float) -> bool:
-        """Whether the sums after this bar (and their turnovers, were it a bucket's last
-        bar) are finite; computed as the bucket close and the bar will compute them."""
-        hour, day = self._hour, self._day
-        h, c, d = self._h_notional, self._c_notional, day.notional
-        if t >= self._end:  # the bar closes the open hour (and maybe the day) first
-            hour_start, day_start = starts(t)
-            if self._h_bars > 0 and hour.start != hour_start:
-                c += h
-                d += h
-            if hour.start != hour_start:
-                h = 0.0
-            if day.start != day_start:
-                d = 0.0
-        h += notional
-        day_sum = d + h
-        values = [h, c + h, day_sum]
-        if equity != 0.0:
-            values += [h / abs(equity), day_sum / abs(equity)]
-        return all(v - v == 0.0 for v in values)
+        """Whether the sums after this bar (and their turnovers) stay finite."""
+        return sums_stay_finite(self._hour, self._day, self._h_bars, self._h_notional,
+                                self._c_notional, self._end, t, equity, notional)
 
     def _apply(self, t: float, equity: float, realized_pnl: float | None,
                unrealized_pnl: float | None, traded_notional: float, risk_breaches: int,
