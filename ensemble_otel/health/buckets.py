@@ -59,9 +59,6 @@ class Bucket:
         self.breaches = 0
         self.warnings = 0
 
-    def to_state(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in BUCKET_STATE}
-
     def load(self, data: dict[str, Any]) -> None:
         for key in BUCKET_STATE:
             if key in data:

@@ -110,20 +110,6 @@ _EQ, _PK, _DD, _MDD, _RP, _UP, _OP = (LEVELS[RECORD_LEVELS[k]] for k in (
     "open_positions"))
 
 
-def points(view: View) -> list[tuple[str, Any, dict[str, str] | None]]:
-    """Every metric point the view gives: (name, value, attributes)."""
-    if view[EQUITY] is None:
-        return []
-    out: list[tuple[str, Any, dict[str, str] | None]] = []
-    for name, read in LEVELS.items():
-        value = read(view)
-        if value is not None:
-            out.append((name, value, None))
-    for name, at in _PERIOD_AT.items():
-        out += [(name, view[i], attrs) for i, attrs in at if view[i] is not None]
-    return out
-
-
 def record(b: Bucket, view: View, first_equity: float | None, refused: int,
            strategy_id: str, schema_version: str) -> dict[str, Any]:
     """The JSONL record of closed bucket ``b``; levels from ``view`` (its last bar)."""

@@ -386,3 +386,26 @@ def test_every_record_equals_an_sdk_collection_at_its_close(
         for field, metric in RECORD_LEVELS.items():
             assert record[field] == seen.get(metric), (field, record, seen)
     assert snapshot_records(cap.root, "1h", "s1") == [r for r in written if r["period"] == "1h"]
+
+
+def test_the_ledger_alone_accounts_without_io_or_sdk() -> None:
+    """Bar accounting is a class of its own: no files, no SDK, no threads. Its fast and
+    general paths, drops, refusals and bucket rolls work on a bare ledger."""
+    from ensemble_otel.health.ledger import Ledger
+
+    ledger = Ledger()
+    ledger._init_ledger()
+    t0 = float(DAY0)
+    assert ledger.maybe_emit(t0 + 60, equity=100.0) == []  # general path, opens hour 0
+    full = dict(realized_pnl=0.0, unrealized_pnl=0.0, risk_breaches=1, risk_warnings=0,
+                open_positions=1)
+    for minute in range(2, 60):
+        ledger.maybe_emit(t0 + 60 * minute, equity=100.0 - minute, traded_notional=2.0, **full)
+    assert (ledger.total_bars, ledger.total_notional, ledger.total_breaches) == (59, 116.0, 58)
+    assert ledger.peak == 100.0 and ledger.max_drawdown == 1 - 41.0 / 100.0
+    assert ledger.maybe_emit(t0 + 30, equity=1.0) == [] and ledger.dropped == 1
+    assert ledger.maybe_emit(t0 + 3600, equity=float("nan")).refused and ledger.refused == 1
+    ledger.maybe_emit(t0 + 3600 * 25, equity=50.0)  # rolls the hour and the day
+    assert (ledger._hour.start, ledger._day.start) == (DAY0 + 3600 * 25, DAY0 + 86400)
+    assert (ledger._c_bars, ledger._h_bars, ledger._day.bars) == (59, 1, 0)
+    assert ledger.drawdown == 0.5 and ledger.total_bars == 60
