@@ -346,7 +346,10 @@ def test_every_record_equals_an_sdk_collection_at_its_close(
     at_close: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
     def levels() -> dict[str, Any]:
-        return {p.name: p.value for p in cap.collect() if not p.attributes}
+        from ensemble_otel._metricsdata import values
+
+        return {name: value for (name, attributes), value in
+                values(cap.metric_reader.get_metrics_data()).items() if not attributes}
 
     def checked(*args: Any) -> dict[str, Any]:
         record = build(*args)
