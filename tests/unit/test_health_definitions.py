@@ -52,7 +52,8 @@ def test_peak_drawdown_and_recovery_to_a_new_peak(cap: Capture) -> None:
         "max_drawdown": 1 - 90 / 120, "pnl": 90.0 - 100.0, "turnover": (50 + 30) / 90,
         "traded_notional": 80.0, "realized_pnl": 7.5, "unrealized_pnl": -2.0,
         "open_positions": 3, "risk_breaches": 1, "risk_warnings": 2, "bars": 3,
-        "bars_refused": 0, "first_bar_ts": "2024-03-01T00:10:00Z", "last_bar_ts": "2024-03-01T00:40:00Z",
+        "bars_refused": 0,
+        "first_bar_ts": "2024-03-01T00:10:00Z", "last_bar_ts": "2024-03-01T00:40:00Z",
     }
     assert (h1["ts"], h1["equity"], h1["peak_equity"], h1["drawdown"]) == (
         "2024-03-01T01:00:00Z", 130.0, 130.0, 0.0)
