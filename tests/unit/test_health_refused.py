@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,13 @@ from ensemble_otel import BarError
 from ensemble_otel.contract import registry as names
 from ensemble_otel.health import HealthSnapshotEmitter, Refused
 from ensemble_otel.testing import Capture, capture
+
+
+@pytest.fixture
+def cap(root: Path) -> Iterator[Capture]:
+    """Default mode (strict off, whatever the test kit's default): bad bars are refused."""
+    with capture(root=root, strategy_id="s1", strict=False) as c:
+        yield c
 
 
 def _start(cap: Capture) -> None:
@@ -162,10 +170,10 @@ def test_strict_setting_and_environment_raise(root: Path,
 
 
 def test_refused_count_survives_a_restart(root: Path) -> None:
-    with capture(root=root, strategy_id="s1") as cap:
+    with capture(root=root, strategy_id="s1", strict=False) as cap:
         cap.health.maybe_emit(at(0, 1), equity=1.0)
         cap.health.maybe_emit(at(0, 2), equity=None)
-    with capture(root=root, strategy_id="s1") as cap:
+    with capture(root=root, strategy_id="s1", strict=False) as cap:
         assert cap.metric(names.BARS_REFUSED).value == 1
         [record] = cap.health.maybe_emit(at(1, 1), equity=1.0)
     assert record["bars_refused"] == 1
@@ -252,7 +260,7 @@ def test_first_drop_of_a_replay_is_announced_once(root: Path,
 
 def test_on_first_bar_is_called_once_on_the_first_accepted_bar(root: Path) -> None:
     calls: list[float] = []
-    with capture(root=root, strategy_id="s1") as cap:
+    with capture(root=root, strategy_id="s1", strict=False) as cap:
         tel = cap.telemetry
         h = HealthSnapshotEmitter(tel.settings, meter=tel.meter_provider.get_meter("t"),
                                   appender=tel._appender,
@@ -270,9 +278,9 @@ def test_on_first_bar_is_called_once_on_the_first_accepted_bar(root: Path) -> No
 def test_on_first_bar_after_a_restart_mid_hour(root: Path) -> None:
     """The open hour continues after a restart (the fast path is armed): the first bar of
     the new process still wakes the caller."""
-    with capture(root=root, strategy_id="s1") as cap:
+    with capture(root=root, strategy_id="s1", strict=False) as cap:
         cap.health.maybe_emit(at(0, 1), equity=1.0)
-    with capture(root=root, strategy_id="s1") as cap:
+    with capture(root=root, strategy_id="s1", strict=False) as cap:
         tel = cap.telemetry
         calls: list[int] = []
         cap.health.close()
@@ -290,7 +298,7 @@ def test_on_first_bar_that_raises_never_reaches_the_bot(root: Path) -> None:
     def boom() -> None:
         raise RuntimeError("wake-up failed")
 
-    with capture(root=root, strategy_id="s1") as cap:
+    with capture(root=root, strategy_id="s1", strict=False) as cap:
         tel = cap.telemetry
         h = HealthSnapshotEmitter(tel.settings, meter=tel.meter_provider.get_meter("t"),
                                   appender=tel._appender, on_first_bar=boom)
@@ -299,7 +307,7 @@ def test_on_first_bar_that_raises_never_reaches_the_bot(root: Path) -> None:
 
 
 def test_health_snapshot_emitter_with_no_arguments_is_the_configured_one(root: Path) -> None:
-    with capture(root=root, strategy_id="s1") as cap:
+    with capture(root=root, strategy_id="s1", strict=False) as cap:
         assert HealthSnapshotEmitter() is cap.health
     telemetry = ensemble_otel.configure(root=root, strategy_id="s2")
     assert HealthSnapshotEmitter() is telemetry.health
