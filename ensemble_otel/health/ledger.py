@@ -164,8 +164,8 @@ class Ledger:
                 and type(open_positions) is int):
             s = equity + realized_pnl + unrealized_pnl + traded_notional
             if (s - s == 0.0 and equity > 1e-8 and traded_notional >= 0.0  # EQUITY_FLOOR
-                    and 0 <= risk_breaches <= 0xFFFFFFFF and 0 <= risk_warnings <= 0xFFFFFFFF
-                    and 0 <= open_positions <= 0xFFFFFFFF  # checks.COUNT_MAX
+                    # each count in 0..COUNT_MAX: OR of ints >= 0 bounds each, any < 0 is < 0
+                    and 0 <= (risk_breaches | risk_warnings | open_positions) <= 0xFFFFFFFF
                     and self.last_ts < ts < self._hour_end
                     and (n := self._h_notional + traded_notional) < self._n_cap):
                 self._writing = ts  # first store; last_ts is the last (see copies.py)

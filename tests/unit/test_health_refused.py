@@ -318,3 +318,22 @@ def test_utc_offsets_far_from_zero(cap: Capture) -> None:
     plus14 = timezone(timedelta(hours=14))
     cap.health.maybe_emit(datetime(2024, 3, 1, 14, 5, tzinfo=plus14), equity=1.0)
     assert cap.health.last_ts == at(0, 5)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("risk_breaches", 2**32), ("risk_warnings", -1), ("open_positions", 2**40),
+    ("open_positions", -2), ("traded_notional", -0.5), ("equity", 1e-9),
+])
+def test_counts_out_of_range_on_the_fast_path(cap: Capture, field: str, value: Any) -> None:
+    """Every field of its exact type (the fast path's shape): the range checks still hold."""
+    full: dict[str, Any] = dict(equity=100.0, realized_pnl=0.0, unrealized_pnl=0.0,
+                                traded_notional=0.0, risk_breaches=0, risk_warnings=0,
+                                open_positions=0)
+    cap.health.maybe_emit(at(0, 1), **full)
+    result = cap.health.maybe_emit(at(0, 2), **{**full, field: value})
+    if field == "equity":  # tiny but valid: the general path takes it
+        assert result == [] and not getattr(result, "refused", False)
+        assert cap.health.equity == 1e-9
+    else:
+        assert result.refused and result.field == field
+        assert cap.health.total_bars == 1
