@@ -144,7 +144,8 @@ def test_refusals_are_logged_once_a_minute_naming_field_value_and_rule(
     caplog.set_level(logging.WARNING, logger="ensemble_otel")
     _start(cap)
     for _ in range(50):
-        assert cap.health.maybe_emit(at(0, 30), equity=math.nan).refused
+        result = cap.health.maybe_emit(at(0, 30), equity=math.nan)
+        assert result.refused and result.value is math.nan
     cap.health.maybe_emit(at(0, 40), equity=1.0, risk_breaches=-3)
     messages = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(messages) == 1, messages

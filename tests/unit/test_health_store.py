@@ -108,3 +108,110 @@ def test_a_heartbeat_exactly_as_old_as_the_max_age_is_alive(tmp_path: Path) -> N
     assert check(path, 30.0, now=beat["unix"] + 30.0)[0] == 0
     assert check(path, 30.0, now=beat["unix"] + 30.001)[0] == 1
     assert time.time() > beat["unix"]
+
+
+# -- restore: what a restart carries over, and what it refuses --------------------------------
+
+
+def test_levels_carry_over_a_restart_before_any_bar(root: Path) -> None:
+    with capture(root=root, strategy_id="s1") as cap:
+        cap.health.maybe_emit(at(0, 1), equity=100.0, realized_pnl=7.5, unrealized_pnl=-2.5,
+                              open_positions=4)
+    with capture(root=root, strategy_id="s1") as cap:
+        assert cap.metric(names.PNL_REALIZED).value == 7.5
+        assert cap.metric(names.PNL_UNREALIZED).value == -2.5
+        assert cap.metric(names.POSITIONS_OPEN).value == 4
+
+
+def _saved(root: Path) -> dict[str, Any]:
+    with capture(root=root, strategy_id="s1") as cap:
+        cap.health.maybe_emit(at(0, 1), equity=100.0, realized_pnl=None)
+        cap.health.maybe_emit(at(1, 1), equity=101.0, realized_pnl=None)
+    state: dict[str, Any] = orjson.loads(_state_path(root).read_bytes())
+    return state
+
+
+BAD_STATES: list[tuple[str, Any, str]] = [
+    # (where, bad value, the message that names it)
+    ("total_bars", 1.5, "state['total_bars'] = 1.5 is not a whole number"),
+    ("total_bars", True, "state['total_bars'] = True is not a whole number"),
+    ("peak", "x", "state['peak'] = 'x' is not a finite number"),
+    ("realized", "x", "state['realized'] = 'x' is not a finite number"),
+    ("refused", -0.5, "state['refused'] = -0.5 is not a whole number"),
+    ("1h.refused_base", "x", "state bucket 1h['refused_base'] = 'x' is not a whole number"),
+    ("24h", None, "state bucket 24h is not an object"),
+    ("-max_drawdown", None, "state has no 'max_drawdown'"),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "message"), BAD_STATES,
+                         ids=[w for w, _, _ in BAD_STATES])
+def test_a_state_with_one_bad_field_is_refused_naming_it(
+    root: Path, caplog: pytest.LogCaptureFixture, where: str, value: Any, message: str
+) -> None:
+    from ensemble_otel.health.store import check_state
+
+    state = _saved(root)
+    assert state["realized"] is None  # a null before the bad field: the check goes on
+    if where.startswith("-"):
+        del state[where[1:]]
+    elif "." in where:
+        period, key = where.split(".")
+        state["buckets"][period][key] = value
+    elif where in ("1h", "24h"):
+        state["buckets"][where] = value
+    else:
+        state[where] = value
+    with pytest.raises(ValueError) as info:
+        check_state(state)
+    assert str(info.value) == message
+    _state_path(root).write_bytes(orjson.dumps(state))
+    with capture(root=root, strategy_id="s1") as cap:
+        assert _state_path(root).with_name("s1.json.corrupt").exists()
+        assert any(message in r.getMessage() for r in caplog.records)
+        cap.health.maybe_emit(at(2, 1), equity=102.0)
+
+
+def test_read_saved_state_takes_the_higher_seq_and_none_when_nothing(root: Path) -> None:
+    from ensemble_otel.health import read_saved_state
+
+    assert read_saved_state(_state_path(root)) is None
+    state = _saved(root)
+    _state_path(root).write_bytes(orjson.dumps({k: v for k, v in state.items() if k != "seq"}))
+    journal = _state_path(root).with_name("s1.json.wal")
+    journal.write_bytes(orjson.dumps({**state, "seq": 1, "peak": 5.0}) + b"\n")
+    newest = read_saved_state(_state_path(root))
+    assert newest is not None and newest["peak"] == 5.0  # a file with no seq counts as 0
+
+
+@pytest.mark.parametrize("form", ["record", "line"])
+def test_a_journalled_record_missing_from_its_file_is_appended_on_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """The close's journal line is written, the process dies before the append: the
+    restart appends it (a record, or a JSON line as older versions kept it), once."""
+    import shutil
+
+    live, crashed = tmp_path / "live", tmp_path / "crashed"
+    with capture(root=live, strategy_id="s1", heartbeat_interval=3600) as cap:
+        cap.health.maybe_emit(at(0, 10), equity=100.0)
+        monkeypatch.setattr(cap.health._store, "append", lambda items: None)  # dies here
+        [record] = cap.health.maybe_emit(at(1, 10), equity=101.0)
+        shutil.copytree(live, crashed, ignore=shutil.ignore_patterns("*.lock"))
+        monkeypatch.undo()
+    journal = _state_path(crashed).with_name("s1.json.wal")
+    state = orjson.loads(journal.read_bytes().splitlines()[-1])
+    assert [item[2] for item in state["unwritten"]] == [record]
+    if form == "line":
+        state["unwritten"] = [[p, n, orjson.dumps(r).decode()] for p, n, r in state["unwritten"]]
+        journal.write_bytes(orjson.dumps(state) + b"\n")
+    assert snapshot_records(crashed, "1h", "s1") == []
+    with capture(root=crashed, strategy_id="s1", heartbeat_interval=3600) as cap:
+        assert snapshot_records(crashed, "1h", "s1") == [record]
+        # the journal's state became the file's at once (nothing newer was saved yet)
+        assert orjson.loads(_state_path(crashed).read_bytes())["seq"] == state["seq"]
+        assert cap.health.last_ts == at(0, 10)  # the closing bar died with the process
+        cap.health.maybe_emit(at(1, 10), equity=101.0)  # the bot replays it
+        cap.health.maybe_emit(at(2, 10), equity=102.0)
+    assert [r["ts"] for r in snapshot_records(crashed, "1h", "s1")] == [
+        "2024-03-01T00:00:00Z", "2024-03-01T01:00:00Z"]
