@@ -6,7 +6,6 @@ heartbeat exactly as old as the max age."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -76,16 +75,16 @@ def test_fsync_happens_before_the_rename(tmp_path: Path, monkeypatch: pytest.Mon
         calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
         real_fsync(fd)
 
-    def replace(src: Any, dst: Any) -> None:
-        calls.append(("replace", str(dst)))
-        real_replace(src, dst)
+    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(("replace", os.path.basename(os.fspath(dst))))
+        real_replace(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     target = tmp_path / "state.json"
     jsonl.atomic_write_json(target, {"a": 1})
     assert [kind for kind, _ in calls] == ["fsync", "replace"]
-    assert calls[0][1] != str(target) and calls[1][1] == str(target)  # the temp file's fsync
+    assert calls[0][1] != str(target) and calls[1][1] == target.name  # the temp file's fsync
     assert orjson.loads(target.read_bytes()) == {"a": 1}
 
 
@@ -102,7 +101,7 @@ def test_a_heartbeat_exactly_as_old_as_the_max_age_is_alive(tmp_path: Path) -> N
     path = tmp_path / "s1.json"
     beat = {"ts": "2024-03-01T00:00:00Z", "unix": 1_709_251_200.0, "strategy_id": "s1",
             "schema_version": "1.1", "state": "running", "seq": 3, "pid": os.getpid(),
-            "host": socket.gethostname(), "service_instance_id": "x", "uptime_s": 1.0,
+            "host": "another-host.example", "service_instance_id": "x", "uptime_s": 1.0,
             "interval_s": 10.0, "environment": "paper"}
     path.write_bytes(orjson.dumps(beat))
     assert check(path, 30.0, now=beat["unix"] + 30.0)[0] == 0
