@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 STRATEGY = "crash-bot"
 SAVE_EVERY = 25
@@ -54,10 +55,14 @@ def main(root: str, step: str, nth: int) -> int:
         state_file = str(health.state_path)
         real_replace = os.replace
 
-        def replace(src: object, dst: object) -> None:
-            if str(dst) == state_file:
+        def replace(src: Any, dst: Any, **dir_fds: Any) -> None:
+            where = os.fspath(dst)
+            if "dst_dir_fd" in dir_fds:  # renamed within its directory's descriptor
+                where = os.path.join(os.readlink(f"/proc/self/fd/{dir_fds['dst_dir_fd']}"),
+                                     where)
+            if where == state_file:
                 crash_here(step)
-            real_replace(src, dst)  # type: ignore[arg-type]
+            real_replace(src, dst, **dir_fds)
 
         os.replace = replace  # type: ignore[assignment]
     for i, (ts, fields) in enumerate(series()):
