@@ -138,7 +138,6 @@ class HealthSnapshotEmitter(Ledger):
             # appended, so a crash in between leaves a state never behind the files
             with store.lock:
                 view = take(self)  # whole: no bar is under way on this thread
-                copies.remember(view)
                 if self._active and store.save(state_from(view, s.strategy_id), journal=True):
                     self._saved_ts = self.last_ts
             store.append(self._unwritten)

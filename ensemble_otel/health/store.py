@@ -69,7 +69,7 @@ def state_from(v: View, strategy_id: str) -> dict[str, Any]:
     (equity, first_equity, peak, _, max_dd, realized, unrealized, positions, last_ts,
      c_bars, c_notional, c_breaches, c_warnings, dropped, refused, h_bars, h_notional,
      h_breaches, h_warnings, unwritten) = _TOP_GET(v)
-    hour = dict(zip(_HOUR_KEYS, _HOUR_GET(v), strict=True))
+    hour = dict(zip(_HOUR_KEYS, _HOUR_GET(v)))  # noqa: B905 - same length by construction
     hour["bars"], hour["notional"] = h_bars, h_notional
     hour["breaches"], hour["warnings"] = h_breaches, h_warnings
     if h_bars:
@@ -93,7 +93,7 @@ def state_from(v: View, strategy_id: str) -> dict[str, Any]:
         "total_warnings": c_warnings,
         "dropped": dropped,
         "refused": refused,
-        "buckets": {"1h": hour, "24h": dict(zip(_DAY_KEYS, _DAY_GET(v), strict=True))},
+        "buckets": {"1h": hour, "24h": dict(zip(_DAY_KEYS, _DAY_GET(v)))},  # noqa: B905
         "unwritten": [list(item) for item in unwritten],
     }
 
