@@ -33,6 +33,7 @@ from ensemble_otel.health.views import KEY, View, order, take, take_key, whole
 _log = logging.getLogger("ensemble_otel")
 COPY_TRIES = 3  # lock-free copies tried before the bar thread is asked for one
 COPY_TIMEOUT = 1.0  # seconds whole() waits for the bar thread's copy (then: the newest known)
+YIELD_TRIES = 5  # a callback that finds a bar under way yields the GIL this often at most
 
 
 class Copies:
@@ -84,11 +85,20 @@ class Copies:
             self._cv.notify_all()
 
     def view(self) -> View:
-        """The newest whole view, at once (for callbacks: never waits)."""
+        """The newest whole view, at once (for callbacks: never waits on a lock)."""
+        ledger = self._ledger
         key, values = self._cache
-        if take_key(self._ledger) == key:  # nothing changed since that view
+        if take_key(ledger) == key:  # nothing changed since that view
             return values
         copy = self.copy()
+        if copy is None and get_ident() != self.bar_ident:
+            # a bar is under way on the bar thread: let it run to its end (a few us) and
+            # look again, a bounded number of times
+            for _ in range(YIELD_TRIES):
+                time.sleep(0)
+                copy = self.copy()
+                if copy is not None:
+                    break
         if copy is not None:
             self.remember(copy)
             return copy
