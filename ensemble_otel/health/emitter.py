@@ -155,12 +155,18 @@ class HealthSnapshotEmitter(Ledger):
             if self._replayed == 1:
                 _log.warning("ensemble-otel health: bars up to %s are already recorded for %s; "
                              "replaying them adds nothing (they are dropped and counted)",
-                             iso(max(self._recorded_until, self.last_ts)),
-                             self.settings.strategy_id)
+                             self._recorded_text(), self.settings.strategy_id)
             return
         self._drops.log(logging.WARNING, "ensemble-otel health: bar ts=%s is not after the "
                         "last bar (%s); dropped (%d dropped so far, this warning repeats at "
                         "most once a minute)", iso(t), iso(self.last_ts), self.dropped)
+
+    def _recorded_text(self) -> str:
+        """Up to when earlier runs recorded bars (their last bar, else their last bucket)."""
+        until = max(self._recorded_until, self.last_ts)
+        if until == -_INF:
+            return f"{iso(self._disk_until)} (exclusive)" if self._disk_until > -_INF else "?"
+        return iso(until)
 
     def _refused(self, error: BarError) -> None:
         self._refusals.log(logging.WARNING, "ensemble-otel health: bar refused, %s; nothing of "
@@ -233,7 +239,7 @@ class HealthSnapshotEmitter(Ledger):
         if self._replayed:
             _log.warning("ensemble-otel health: %d bar(s) of this run were already recorded for "
                          "%s (up to %s) and were dropped", self._replayed,
-                         self.settings.strategy_id, iso(self._recorded_until))
+                         self.settings.strategy_id, self._recorded_text())
         if self.refused:
             _log.warning("ensemble-otel health: %d bar(s) refused so far for %s (bad values; "
                          "see the earlier warnings)", self.refused, self.settings.strategy_id)
