@@ -413,3 +413,34 @@ def test_the_ledger_alone_accounts_without_io_or_sdk() -> None:
     assert (ledger._hour.start, ledger._day.start) == (DAY0 + 3600 * 25, DAY0 + 86400)
     assert (ledger._c_bars, ledger._h_bars, ledger._day.bars) == (59, 1, 0)
     assert ledger.drawdown == 0.5 and ledger.total_bars == 60
+
+
+def test_day_and_total_sums_add_every_hour(cap: Capture) -> None:
+    """The day record and the counters sum each hour's breaches, warnings, notional and bars
+    (the day takes the hours' sums as each hour closes)."""
+    h = cap.health
+    for hour in range(3):
+        for minute in (10, 40):
+            h.maybe_emit(at(hour, minute), equity=100.0 + hour, traded_notional=1.0 + hour,
+                         risk_breaches=hour + 1, risk_warnings=2 * hour + 1)
+    assert cap.metric(names.RISK_BREACHES).value == 2 * (1 + 2 + 3)
+    assert cap.metric(names.RISK_WARNINGS).value == 2 * (1 + 3 + 5)
+    written = h.maybe_emit(at(1, 0, days=1), equity=1.0)
+    [day] = [r for r in written if r["period"] == "24h"]
+    assert (day["risk_breaches"], day["risk_warnings"]) == (12, 18)
+    assert (day["traded_notional"], day["bars"]) == (12.0, 6)
+    assert cap.metric(names.RISK_BREACHES).value == 12  # the new day's bar had none
+    assert cap.metric(names.TRADED_NOTIONAL).value == 12.0
+
+
+def test_the_first_hour_of_1970_is_a_bucket_like_any_other(root: Path) -> None:
+    """A bucket starting at unix 0 is on disk like any other: a replayed bar in it is dropped
+    after a restart without state."""
+    with capture(root=root, strategy_id="s1") as cap:
+        cap.health.maybe_emit(600.0, equity=1.0)
+        [record] = cap.health.maybe_emit(4000.0, equity=2.0)
+        assert record["ts"] == "1970-01-01T00:00:00Z"
+    (root / "state" / "health" / "s1.json").unlink()
+    with capture(root=root, strategy_id="s1") as cap:
+        assert cap.health.maybe_emit(1800.0, equity=3.0) == []
+        assert cap.health.dropped == 1
