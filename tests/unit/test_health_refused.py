@@ -322,8 +322,11 @@ def test_utc_offsets_far_from_zero(cap: Capture) -> None:
 
 
 @pytest.mark.parametrize(("field", "value"), [
-    ("risk_breaches", 2**32), ("risk_warnings", -1), ("open_positions", 2**40),
+    ("risk_breaches", 2**32), ("risk_warnings", 2**32), ("open_positions", 2**32),
+    ("risk_breaches", -1), ("risk_warnings", -1), ("open_positions", 2**40),
     ("open_positions", -2), ("traded_notional", -0.5), ("equity", 1e-9),
+    ("realized_pnl", math.nan), ("unrealized_pnl", math.inf), ("traded_notional", math.inf),
+    ("ts", None),
 ])
 def test_counts_out_of_range_on_the_fast_path(cap: Capture, field: str, value: Any) -> None:
     """Every field of its exact type (the fast path's shape): the range checks still hold."""
@@ -331,10 +334,15 @@ def test_counts_out_of_range_on_the_fast_path(cap: Capture, field: str, value: A
                                 traded_notional=0.0, risk_breaches=0, risk_warnings=0,
                                 open_positions=0)
     cap.health.maybe_emit(at(0, 1), **full)
-    result = cap.health.maybe_emit(at(0, 2), **{**full, field: value})
+    cap.health.maybe_emit(at(0, 2), **full)  # the fast path is armed
+    if field == "ts":  # the same time again, every field exact: a duplicate, dropped
+        assert cap.health.maybe_emit(at(0, 2), **full) == []
+        assert (cap.health.dropped, cap.health.total_bars) == (1, 2)
+        return
+    result = cap.health.maybe_emit(at(0, 3), **{**full, field: value})
     if field == "equity":  # tiny but valid: the general path takes it
         assert result == [] and not getattr(result, "refused", False)
         assert cap.health.equity == 1e-9
     else:
         assert result.refused and result.field == field
-        assert cap.health.total_bars == 1
+        assert cap.health.total_bars == 2
