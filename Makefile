@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 COLLECTOR := collector/_build/otelcol-ensemble
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: demo test unit integration lint venv system-deps collector backends tools bench smoke fleet clean
+.PHONY: demo test unit integration lint venv system-deps collector backends tools bench smoke fleet mutation clean
 
 demo: venv ## replay real market data through an instrumented paper bot
 	$(VENV)/bin/ensemble-otel demo $(DEMO_ARGS)
@@ -94,8 +94,13 @@ bench: venv ## benchmark scripts, each printing ratios against a baseline from t
 fleet: venv collector backends ## 24 bots on two "hosts", agents -> one gateway (TLS + token) -> VictoriaMetrics, VictoriaLogs, Prometheus 3; prints the table
 	$(VENV)/bin/python bench/fleet.py $(FLEET_ARGS)
 
+mutation: venv ## mutmut over health/, jsonl.py and the heartbeat check with their unit tests (slow; not in test)
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children $${MUTATION_JOBS:-2} || true
+	$(VENV)/bin/python scripts/mutation_report.py
+
 smoke: venv ## a bot under auto-instrumentation: heartbeat, check, validate --strict
 	scripts/smoke.sh
 
 clean:
-	rm -rf $(VENV) collector/_build .tools paper_trading_outputs
+	rm -rf $(VENV) collector/_build .tools paper_trading_outputs mutants

@@ -19,6 +19,7 @@ import events
 import memory
 import outage_latency
 import per_bar
+import replay
 import startup
 from _common import OUT_DIR, RESULTS, machine, save, table
 
@@ -29,7 +30,7 @@ def main() -> int:
     args = parser.parse_args()
     m = machine()
     print(f"machine: nproc={m['nproc']}, CPU: {m['cpu']}, {m['python']}, {m['platform']}")
-    for module in (per_bar, closing_bar, startup, events, memory, outage_latency):
+    for module in (per_bar, closing_bar, replay, startup, events, memory, outage_latency):
         print(f"\n## {module.__name__}", flush=True)
         module.main()
     soaks = ("soak_sigkill.py", "soak_outage.py") if args.soak else ()

@@ -69,6 +69,7 @@ BUCKET_TURNOVER = "ensemble.bucket.turnover"
 BUCKET_START = "ensemble.bucket.start"
 BARS = "ensemble.bars"
 BARS_DROPPED = "ensemble.bars.dropped"
+BARS_REFUSED = "ensemble.bars.refused"
 TRADED_NOTIONAL = "ensemble.traded_notional"
 RISK_BREACHES = "ensemble.risk.breaches"
 RISK_WARNINGS = "ensemble.risk.warnings"
@@ -112,6 +113,9 @@ METRICS: tuple[Metric, ...] = (
     Metric(BARS_DROPPED, "observable_counter", "{bar}",
            "Bars dropped because their time was not after the last bar's.",
            "ensemble_bars_dropped_total"),
+    Metric(BARS_REFUSED, "observable_counter", "{bar}",
+           "Bars refused because a field had a bad value (nothing of them was recorded).",
+           "ensemble_bars_refused_total"),
     Metric(TRADED_NOTIONAL, "observable_counter", "{USD}",
            "Traded notional since the strategy's first bar.", "ensemble_traded_notional_total"),
     Metric(RISK_BREACHES, "observable_counter", "{breach}",
@@ -189,10 +193,12 @@ _SNAPSHOT_FIELDS = (
     *_META,
     Field("equity", "number", "Equity at the bucket's last bar."),
     Field("peak_equity", "number", "Running maximum of equity since the first bar."),
-    Field("drawdown", "number", "1 - equity / peak_equity at the bucket's last bar.", minimum=0),
+    Field("drawdown", "number", "1 - equity / peak_equity at the bucket's last bar (0 while "
+          "peak_equity <= 0; above 1 when equity is negative).", minimum=0),
     Field("max_drawdown", "number", "Running maximum of drawdown since the first bar.", minimum=0),
     Field("pnl", "number", "Equity at this bucket's last bar minus at the previous one's."),
-    Field("turnover", "number", "traded_notional / equity at the bucket's last bar.", minimum=0),
+    Field("turnover", "number", "traded_notional / |equity| at the bucket's last bar; null "
+          "when that equity is 0.", nullable=True, minimum=0),
     Field("traded_notional", "number", "Sum of traded notional in the bucket.", minimum=0),
     Field("realized_pnl", "number", "Realized PnL at the bucket's last bar.", nullable=True),
     Field("unrealized_pnl", "number", "Unrealized PnL at the bucket's last bar.", nullable=True),
@@ -201,6 +207,8 @@ _SNAPSHOT_FIELDS = (
     Field("risk_breaches", "integer", "Risk breaches in the bucket.", minimum=0),
     Field("risk_warnings", "integer", "Risk warnings in the bucket.", minimum=0),
     Field("bars", "integer", "Bars the bucket saw.", minimum=1),
+    Field("bars_refused", "integer", "Bars refused for a bad value since the previous record "
+          "of this period.", minimum=0, required=False),
     Field("first_bar_ts", "string", "Time of the bucket's first bar, ISO-8601 UTC.",
           format="date-time"),
     Field("last_bar_ts", "string", "Time of the bucket's last bar, ISO-8601 UTC.",

@@ -52,6 +52,7 @@ def test_peak_drawdown_and_recovery_to_a_new_peak(cap: Capture) -> None:
         "max_drawdown": 1 - 90 / 120, "pnl": 90.0 - 100.0, "turnover": (50 + 30) / 90,
         "traded_notional": 80.0, "realized_pnl": 7.5, "unrealized_pnl": -2.0,
         "open_positions": 3, "risk_breaches": 1, "risk_warnings": 2, "bars": 3,
+        "bars_refused": 0,
         "first_bar_ts": "2024-03-01T00:10:00Z", "last_bar_ts": "2024-03-01T00:40:00Z",
     }
     assert (h1["ts"], h1["equity"], h1["peak_equity"], h1["drawdown"]) == (
@@ -327,3 +328,119 @@ def test_fast_and_general_paths_agree(tmp_path: Path) -> None:
                         snapshot_records(cap.root, "24h", "s1"), levels))
     assert len(results[0][0]) > 40 and len(results[0][1]) == 1
     assert results[0] == results[1]
+
+
+def test_every_record_equals_an_sdk_collection_at_its_close(
+    cap: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long random series (gaps of minutes to days, all fields, both bar paths): at every
+    bucket close, an SDK collection of the observable instruments taken at that moment (from
+    inside the close) gives exactly the record's levels, and one taken right after the
+    closing bar gives the record's pnl, turnover and start per period."""
+    import random
+
+    from ensemble_otel.health import emitter
+    from ensemble_otel.health.views import RECORD_LEVELS
+
+    rng = random.Random(20240301)
+    build = emitter.record
+    at_close: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def levels() -> dict[str, Any]:
+        from ensemble_otel._metricsdata import values
+
+        return {name: value for (name, attributes), value in
+                values(cap.metric_reader.get_metrics_data()).items() if not attributes}
+
+    def checked(*args: Any) -> dict[str, Any]:
+        record = build(*args)
+        at_close.append((record, levels()))
+        return record
+
+    monkeypatch.setattr(emitter, "record", checked)
+    h = cap.health
+    t = float(DAY0)
+    written: list[dict[str, Any]] = []
+    equity = 1000.0
+    for i in range(3000):
+        t += rng.choice([30.0, 60.0, 600.0, 1800.0, 3600.0, 5400.0, 86400.0 * 2]) * rng.random()
+        equity = max(-50.0, equity * (1 + rng.gauss(0, 0.01)) + rng.choice([0.0, 0.0, -5.0]))
+        fields: dict[str, Any] = {
+            "equity": equity, "traded_notional": rng.choice([0.0, 10.0, 1234.5]),
+            "realized_pnl": rng.choice([None, rng.uniform(-9, 9)]),
+            "unrealized_pnl": rng.uniform(-9, 9), "risk_breaches": rng.randint(0, 1),
+            "risk_warnings": rng.randint(0, 2), "open_positions": rng.choice([None, 0, 3]),
+        }
+        if i % 3 == 0:  # the exact types of the fast path
+            fields = {**fields, "realized_pnl": fields["realized_pnl"] or 0.0,
+                      "open_positions": fields["open_positions"] or 0}
+        records = h.maybe_emit(t, **fields)
+        written += records
+        if records:
+            after = {(p.name, p.attributes.get(names.PERIOD_ATTRIBUTE)): p.value
+                     for p in cap.collect()}
+            for record in records:
+                period = record["period"]
+                assert after[(names.BUCKET_PNL, period)] == record["pnl"]
+                assert after.get((names.BUCKET_TURNOVER, period)) == record["turnover"]
+                start = datetime.fromisoformat(record["ts"].replace("Z", "+00:00")).timestamp()
+                assert after[(names.BUCKET_START, period)] == start
+    assert len(at_close) == len(written) > 500
+    for record, seen in at_close:
+        for field, metric in RECORD_LEVELS.items():
+            assert record[field] == seen.get(metric), (field, record, seen)
+    assert snapshot_records(cap.root, "1h", "s1") == [r for r in written if r["period"] == "1h"]
+
+
+def test_the_ledger_alone_accounts_without_io_or_sdk() -> None:
+    """Bar accounting is a class of its own: no files, no SDK, no threads. Its fast and
+    general paths, drops, refusals and bucket rolls work on a bare ledger."""
+    from ensemble_otel.health.ledger import Ledger
+
+    ledger = Ledger()
+    ledger._init_ledger()
+    t0 = float(DAY0)
+    assert ledger.maybe_emit(t0 + 60, equity=100.0) == []  # general path, opens hour 0
+    full = dict(realized_pnl=0.0, unrealized_pnl=0.0, risk_breaches=1, risk_warnings=0,
+                open_positions=1)
+    for minute in range(2, 60):
+        ledger.maybe_emit(t0 + 60 * minute, equity=100.0 - minute, traded_notional=2.0, **full)
+    assert (ledger.total_bars, ledger.total_notional, ledger.total_breaches) == (59, 116.0, 58)
+    assert ledger.peak == 100.0 and ledger.max_drawdown == 1 - 41.0 / 100.0
+    assert ledger.maybe_emit(t0 + 30, equity=1.0) == [] and ledger.dropped == 1
+    assert ledger.maybe_emit(t0 + 3600, equity=float("nan")).refused and ledger.refused == 1
+    ledger.maybe_emit(t0 + 3600 * 25, equity=50.0)  # rolls the hour and the day
+    assert (ledger._hour.start, ledger._day.start) == (DAY0 + 3600 * 25, DAY0 + 86400)
+    assert (ledger._c_bars, ledger._h_bars, ledger._day.bars) == (59, 1, 0)
+    assert ledger.drawdown == 0.5 and ledger.total_bars == 60
+
+
+def test_day_and_total_sums_add_every_hour(cap: Capture) -> None:
+    """The day record and the counters sum each hour's breaches, warnings, notional and bars
+    (the day takes the hours' sums as each hour closes)."""
+    h = cap.health
+    for hour in range(3):
+        for minute in (10, 40):
+            h.maybe_emit(at(hour, minute), equity=100.0 + hour, traded_notional=1.0 + hour,
+                         risk_breaches=hour + 1, risk_warnings=2 * hour + 1)
+    assert cap.metric(names.RISK_BREACHES).value == 2 * (1 + 2 + 3)
+    assert cap.metric(names.RISK_WARNINGS).value == 2 * (1 + 3 + 5)
+    written = h.maybe_emit(at(1, 0, days=1), equity=1.0)
+    [day] = [r for r in written if r["period"] == "24h"]
+    assert (day["risk_breaches"], day["risk_warnings"]) == (12, 18)
+    assert (day["traded_notional"], day["bars"]) == (12.0, 6)
+    assert cap.metric(names.RISK_BREACHES).value == 12  # the new day's bar had none
+    assert cap.metric(names.TRADED_NOTIONAL).value == 12.0
+
+
+def test_the_first_hour_of_1970_is_a_bucket_like_any_other(root: Path) -> None:
+    """A bucket starting at unix 0 is on disk like any other: a replayed bar in it is dropped
+    after a restart without state."""
+    with capture(root=root, strategy_id="s1") as cap:
+        cap.health.maybe_emit(600.0, equity=1.0)
+        [record] = cap.health.maybe_emit(4000.0, equity=2.0)
+        assert record["ts"] == "1970-01-01T00:00:00Z"
+    (root / "state" / "health" / "s1.json").unlink()
+    with capture(root=root, strategy_id="s1") as cap:
+        assert cap.health.maybe_emit(1800.0, equity=3.0) == []
+        assert cap.health.dropped == 1

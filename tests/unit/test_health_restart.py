@@ -598,24 +598,26 @@ def test_save_state_during_a_tight_bar_loop_is_prompt_and_whole(root: Path) -> N
 def test_state_during_a_stalled_bucket_close_is_the_last_whole_state(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A bucket close that stalls (here its collection blocks) on the bar thread: state()
-    on another thread waits at most its timeout and returns the newest whole state (the
-    bars before the close), never half a close; the observable callbacks do not wait at
-    all and read that same state; once the close is done, copies hold it."""
+    """A bucket close that stalls (here building its record blocks) on the bar thread:
+    state() on another thread waits at most its timeout and returns the newest whole state
+    (the bars before the close), never half a close; the observable callbacks do not wait
+    at all and read that same state; once the close is done, copies hold it."""
+    from ensemble_otel.health import emitter
+
     with run(root) as cap:
         h = cap.health
         h.maybe_emit(at(0, 10), equity=100.0, traded_notional=1.0)
         h.maybe_emit(at(0, 20), equity=110.0, traded_notional=2.0)
         before = h.state()
         entered, release = threading.Event(), threading.Event()
-        collect = h._reader.get_metrics_data
+        build = emitter.record
 
-        def stalled() -> Any:
+        def stalled(*args: Any) -> Any:
             entered.set()
             release.wait(60)
-            return collect()
+            return build(*args)
 
-        monkeypatch.setattr(h._reader, "get_metrics_data", stalled)
+        monkeypatch.setattr(emitter, "record", stalled)
         closed: list[list[dict[str, Any]]] = []
         bar_thread = threading.Thread(
             target=lambda: closed.append(h.maybe_emit(at(1, 5), equity=120.0)))
@@ -674,9 +676,16 @@ def test_one_collection_reads_one_bar_while_bars_arrive(root: Path) -> None:
         sys.setswitchinterval(1e-6)
         try:
             thread.start()
-            for i in range(1, 6000):  # bucket closes too (their own collections)
+            i, enough = 1, False
+            # bucket closes too; bars keep coming until the reader has collected enough
+            # different bars (bars are far cheaper than collections, and on a loaded machine
+            # the reader may get few turns while 6000 of them run)
+            while i < 6000 or (not enough and i < 600_000):
                 ts, fields = _bar(i, t0, equity_at(i))
                 cap.health.maybe_emit(ts, **fields)
+                i += 1
+                if i % 200 == 0:
+                    enough = len(seen) > 20 and len(set(seen)) > 10
         finally:
             stop.set()
             thread.join(60)

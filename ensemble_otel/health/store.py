@@ -1,0 +1,327 @@
+"""The health store: state file, journal, restore, and the exactly-once rules.
+
+Files (under ``<root>/state/health/``): ``<strategy>.json`` holds a whole state (replaced
+atomically by beats and shutdown); ``<strategy>.json.wal`` the states saved at bucket
+closes since, one line each (see :class:`~ensemble_otel.jsonl.JsonJournal`). Each state
+carries a ``seq``: the newest of the file and the journal's last whole line wins.
+
+The rules that make every bucket's record reach its file exactly once:
+
+1. write-ahead: a bucket close appends to the journal a state that already counts the
+   close and names its records (``unwritten``) before the records are appended;
+2. on restore, a named record missing from its file (the file's last record starts
+   earlier) is appended then;
+3. a bucket whose start is not after the newest record on disk of its period is never
+   written again, and a bar in an hour or a day already on disk is dropped;
+4. with no readable state, the running levels (peak, max drawdown, last bar time, the
+   previous close of each period) come from the newest record of each period.
+
+``hook`` is called with the name of each step (``STEPS``) of a close and a save; tests set it
+to stop the process at one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import operator
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ensemble_otel._ratelog import RateLimitedLog
+from ensemble_otel._time import parse_iso
+from ensemble_otel.health.buckets import BUCKET_STATE, PERIODS, file_name
+from ensemble_otel.health.views import AT, View
+from ensemble_otel.jsonl import JsonJournal, JsonlAppender, dumps_line, last_line
+
+_log = logging.getLogger("ensemble_otel")
+_INF = math.inf
+STATE_VERSION = 2  # 2: the day bucket and the totals exclude the open hour
+JOURNAL_BYTES = 4 << 20
+STEPS = ("close:before-journal", "close:after-journal", "close:between-appends",
+         "close:after-appends", "save:before-replace", "save:after-replace")
+_BUCKET_AT = {p: {k: AT[f"_{n}.{k}"] for k in BUCKET_STATE} for p, n in (("1h", "hour"),
+                                                                          ("24h", "day"))}
+
+
+def read_json_line(line: bytes) -> Any:
+    return orjson.loads(line)
+
+
+_HOUR_KEYS = tuple(_BUCKET_AT["1h"])
+_HOUR_GET = operator.itemgetter(*_BUCKET_AT["1h"].values())
+_DAY_KEYS = tuple(_BUCKET_AT["24h"])
+_DAY_GET = operator.itemgetter(*_BUCKET_AT["24h"].values())
+_TOP_GET = operator.itemgetter(*(AT[k] for k in (
+    "equity", "first_equity", "peak", "peak", "max_drawdown", "realized", "unrealized",
+    "positions", "last_ts", "_c_bars", "_c_notional", "_c_breaches", "_c_warnings",
+    "dropped", "refused", "_h_bars", "_h_notional", "_h_breaches", "_h_warnings",
+    "_unwritten")))
+
+
+def state_from(v: View, strategy_id: str) -> dict[str, Any]:
+    """The state document of a whole view."""
+    (equity, first_equity, peak, _, max_dd, realized, unrealized, positions, last_ts,
+     c_bars, c_notional, c_breaches, c_warnings, dropped, refused, h_bars, h_notional,
+     h_breaches, h_warnings, unwritten) = _TOP_GET(v)
+    hour = dict(zip(_HOUR_KEYS, _HOUR_GET(v)))  # noqa: B905 - same length by construction
+    hour["bars"], hour["notional"] = h_bars, h_notional
+    hour["breaches"], hour["warnings"] = h_breaches, h_warnings
+    if h_bars:
+        hour["last_ts"] = last_ts
+    return {
+        "version": STATE_VERSION,
+        "strategy_id": strategy_id,
+        "equity": equity,
+        "first_equity": first_equity,
+        "peak": peak,
+        "drawdown": 0.0 if equity is None or peak <= 0.0 else 1.0 - equity / peak,
+        "max_drawdown": max_dd,
+        "realized": realized,
+        "unrealized": unrealized,
+        "positions": positions,
+        "last_ts": None if last_ts == -_INF else last_ts,
+        # totals and the day bucket: closed hours only; the open hour is "1h"
+        "total_bars": c_bars,
+        "total_notional": c_notional,
+        "total_breaches": c_breaches,
+        "total_warnings": c_warnings,
+        "dropped": dropped,
+        "refused": refused,
+        "buckets": {"1h": hour, "24h": dict(zip(_DAY_KEYS, _DAY_GET(v)))},  # noqa: B905
+        "unwritten": [list(item) for item in unwritten],
+    }
+
+
+_STATE_FIELDS = {  # field -> (integer, nullable)
+    "equity": (False, True), "first_equity": (False, True), "realized": (False, True),
+    "unrealized": (False, True), "positions": (True, True), "last_ts": (False, True),
+    "peak": (False, False), "max_drawdown": (False, False), "total_bars": (True, False),
+    "total_notional": (False, False), "total_breaches": (True, False),
+    "total_warnings": (True, False), "dropped": (True, False),
+}
+_BUCKET_FIELDS = {
+    "start": (True, False), "bars": (True, False), "notional": (False, False),
+    "breaches": (True, False), "warnings": (True, False), "first_ts": (False, False),
+    "last_ts": (False, False), "prev_close": (False, True), "last_written": (True, False),
+    "last_pnl": (False, True), "last_turnover": (False, True), "last_start": (True, True),
+}
+_OPTIONAL = {"refused": (True, False), "refused_base": (True, False)}  # newer than the files
+
+
+def _check_fields(data: object, fields: dict[str, tuple[bool, bool]], where: str) -> None:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} is not an object")
+    for key, (integer, nullable) in (fields | _OPTIONAL).items():
+        if key not in data:
+            if key in _OPTIONAL:
+                continue
+            raise ValueError(f"{where} has no {key!r}")
+        value = data[key]
+        if value is None and nullable:
+            continue
+        kind = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+            raise ValueError(f"{where}[{key!r}] = {value!r} is not a{'' if integer else ' finite'}"
+                             f" {'whole ' if integer else ''}number")
+
+
+def check_state(state: dict[str, Any]) -> None:
+    """Raise ValueError naming the first field of a state that has the wrong type."""
+    _check_fields(state, _STATE_FIELDS, "state")
+    buckets = state.get("buckets")
+    if not isinstance(buckets, dict):
+        raise ValueError("state has no 'buckets' object")
+    for period, _ in PERIODS:
+        _check_fields(buckets.get(period), _BUCKET_FIELDS, f"state bucket {period}")
+
+
+def read_saved_state(state_path: Path) -> dict[str, Any] | None:
+    """The newest state saved under ``state_path`` (``<root>/state/health/<strategy>.json``):
+    the file's or the newest whole line of its journal (``<file>.wal``, written at bucket
+    closes), whichever has the higher ``seq``; None when neither can be read."""
+    found = []
+    journal = JsonJournal(state_path)
+    for read in (state_path.read_bytes, journal.newest_entry):
+        try:
+            data = read()
+            state = None if data is None else read_json_line(data)
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict):
+            found.append(state)
+    return max(found, key=lambda s: s.get("seq", 0), default=None)
+
+
+class Store:
+    """The state file and journal of one strategy, and its records' directories."""
+
+    def __init__(self, root: Path, state_dir: Path, strategy_id: str,
+                 appender: JsonlAppender) -> None:
+        self.strategy_id = strategy_id
+        self.dirs = {
+            "1h": root / "logs" / "1h" / "health_snapshot" / strategy_id,
+            "24h": root / "logs" / "24h" / "health_snapshot" / strategy_id,
+        }
+        self.state_path = state_dir / "health" / f"{strategy_id}.json"
+        # compacted (the file replaced, the journal emptied) past JOURNAL_BYTES: a rename
+        # costs milliseconds on ext4, beats and shutdown replace the file anyway
+        self.journal = JsonJournal(self.state_path, max_bytes=JOURNAL_BYTES)
+        self.appender = appender
+        self.lock = threading.Lock()  # the beat and a bucket close both save
+        self.seq = 0  # saves so far (across restarts): the newest of file and journal wins
+        self.hook: Callable[[str], None] | None = None
+        self._errors = RateLimitedLog(_log, 60.0)
+        self._files: dict[tuple[str, float], Path] = {}  # (period, day) -> file
+        self._named: dict[tuple[str, str], Path] = {}  # (period, file name) -> file
+
+    def step(self, name: str) -> None:
+        if self.hook is not None:
+            self.hook(name)
+
+    def path(self, period: str, start: float) -> Path:
+        """The file of a bucket's record (the same Path object for the same file)."""
+        key = (period, start // 86400)
+        path = self._files.get(key)
+        if path is None:
+            if len(self._files) > 8:
+                self._files.clear()
+                self._named.clear()
+            path = self._files[key] = self.dirs[period] / file_name(period, start)
+            self._named[(period, path.name)] = path
+        return path
+
+    # -- saving --------------------------------------------------------------------------------
+
+    def save(self, state: dict[str, Any], *, journal: bool, fsync: bool = True) -> bool:
+        """Save ``state`` (the caller holds ``lock``). Fails soft: returns False, logs.
+
+        ``journal=True`` (a bucket close, ahead of its records): one line appended to the
+        journal. Else (beats, shutdown) the state file is replaced atomically (temp file,
+        fsync unless ``fsync=False``, rename) and the journal emptied.
+        """
+        try:
+            self.seq += 1
+            state["seq"] = self.seq
+            if journal:
+                self.step("close:before-journal")
+                self.journal.append(state)
+                self.step("close:after-journal")
+            else:
+                self.step("save:before-replace")
+                self.journal.replace(state, fsync=fsync)
+                self.step("save:after-replace")
+        except OSError as exc:
+            self._errors.log(logging.ERROR, "ensemble-otel health: cannot write state %s: %s "
+                             "(the bot keeps running; retried at every beat, reported at most "
+                             "once a minute)", self.state_path, exc)
+            return False
+        return True
+
+    def append(self, items: tuple[tuple[str, str, dict[str, Any]], ...]) -> None:
+        """Append closed buckets' records (period, file name, record) to their files."""
+        for i, (period, name, record) in enumerate(items):
+            if i:
+                self.step("close:between-appends")
+            path = self._named.get((period, name)) or self.dirs[period] / name
+            self.appender.append(path, dumps_line(record))
+        self.step("close:after-appends")
+
+    def close(self) -> None:
+        with self.lock, contextlib.suppress(OSError):
+            self.journal.close()
+
+    # -- reading back ----------------------------------------------------------------------------
+
+    def saved_states(self) -> list[tuple[Path, dict[str, Any]]]:
+        """The valid saved states: the state file's and the journal's newest whole line.
+
+        One that cannot be read or checked is moved aside to ``<name>.corrupt`` (one error).
+        """
+        found: list[tuple[Path, dict[str, Any]]] = []
+        for path in (self.state_path, self.journal.journal_path):
+            try:
+                if path == self.state_path:
+                    if not path.exists():
+                        continue
+                    data = path.read_bytes()
+                else:
+                    line = self.journal.newest_entry()
+                    if line is None:
+                        continue
+                    data = line
+                state = read_json_line(data)
+                if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
+                    raise ValueError("unknown state version")
+                if state.get("strategy_id") != self.strategy_id:
+                    raise ValueError("state belongs to another strategy")
+                seq = state.get("seq", 0)
+                if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+                    raise ValueError(f"state[{'seq'!r}] = {seq!r} is not a whole number >= 0")
+                check_state(state)
+                found.append((path, state))
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                self.set_aside(path, exc)
+        return found
+
+    def set_aside(self, path: Path, exc: BaseException) -> None:
+        aside = path.with_name(path.name + ".corrupt")
+        _log.error("ensemble-otel health: state file %s is unreadable (%s); moved to %s, "
+                   "continuing from the records on disk", path, exc, aside.name)
+        with contextlib.suppress(OSError):
+            if path == self.journal.journal_path:
+                self.journal.set_aside()
+            else:
+                path.replace(aside)
+
+    def last_record(self, period: str) -> dict[str, Any] | None:
+        """The newest whole record on disk of ``period`` (None when there is none)."""
+        try:
+            files = sorted(self.dirs[period].glob("*.jsonl"), reverse=True)
+        except OSError:
+            return None
+        for path in files:
+            line = last_line(path)
+            if line:
+                try:
+                    record = read_json_line(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and "ts" in record:
+                    return record
+        return None
+
+    def append_unwritten(self, unwritten: list[Any]) -> None:
+        """Append the records a crash kept from reaching their files (rule 2)."""
+        for period, name, item in unwritten:
+            record = read_json_line(item.encode()) if isinstance(item, str) else item
+            if not isinstance(record, dict) or period not in self.dirs:
+                raise ValueError(f"unwritten record for {period} in {name}")
+            path = self.path(period, parse_iso(record["ts"]))
+            # a file name (older versions: the path, maybe under a root since moved)
+            if Path(name).name != path.name:
+                raise ValueError(f"unwritten record for {period} in {name}")
+            last = self.last_record(period)
+            if last is None or last["ts"] < record["ts"]:
+                self.appender.append(path, dumps_line(record))
+                self.appender.flush_pending()
+
+    def start_journal(self, path: Path, state: dict[str, Any]) -> None:
+        """Start with an empty journal (a torn tail is never appended to)."""
+        try:
+            if path == self.journal.journal_path:
+                self.journal.replace(state)
+            else:
+                self.journal.truncate()
+        except OSError as exc:
+            _log.error("ensemble-otel health: cannot write state %s: %s", path, exc)
+
+    def drop_journal(self) -> None:
+        if self.journal.has_entries():
+            with contextlib.suppress(OSError):
+                self.journal.truncate()
