@@ -8,7 +8,6 @@ these functions, so a field is judged the same way, in the same words, everywher
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from ensemble_otel.contract.registry import UTC_TIMESTAMP_PATTERN, Field, RecordKind
+from ensemble_otel._time import record_ts_error
+from ensemble_otel.contract.registry import Field, RecordKind
 from ensemble_otel.contract.schemas import field_enum
 
 META_FIELDS = ("strategy_id", "schema_version")
@@ -46,16 +46,6 @@ def python_pattern(pattern: str) -> str:
 @cache
 def compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(python_pattern(pattern))
-
-
-@cache
-def valid_date(text: str) -> bool:
-    """Whether ``YYYY-MM-DD`` is a real calendar date."""
-    try:
-        dt.date.fromisoformat(text)
-    except ValueError:
-        return False
-    return len(text) == 10
 
 
 def excerpt(value: Any) -> str:
@@ -132,10 +122,11 @@ def check_field(kind: RecordKind, field: Field, value: Any) -> Problem | None:
 
 
 def check_timestamp(name: str, value: str) -> Problem | None:
-    if not compiled(UTC_TIMESTAMP_PATTERN).search(value):
+    why = record_ts_error(value)
+    if why == "form":
         return Problem("timestamp", f"{name}: must be ISO-8601 UTC, YYYY-MM-DDTHH:MM:SS[.f] "
                        f"ending in Z or +00:00 (got {excerpt(value)})", name)
-    if not valid_date(value[:10]):
+    if why == "date":
         return Problem("timestamp", f"{name}: {value[:10]} is not a calendar date", name)
     return None
 

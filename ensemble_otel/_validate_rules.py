@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import orjson
 
+from ensemble_otel._time import valid_date
 from ensemble_otel._validate_fields import (
     META_FIELDS,
     Problem,
@@ -38,7 +39,6 @@ from ensemble_otel._validate_fields import (
     excerpt,
     python_pattern,
     type_name,
-    valid_date,
 )
 from ensemble_otel.contract.registry import (
     PERIOD_FIELD,

@@ -19,6 +19,7 @@ from opentelemetry._logs import Logger, SeverityNumber
 from opentelemetry.context import get_current
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from ensemble_otel._time import iso_micro
 from ensemble_otel.contract.registry import EVENT, EVENTS_REFUSED, METRICS_BY_NAME
 from ensemble_otel.errors import EventError
 from ensemble_otel.jsonl import JsonlAppender
@@ -208,7 +209,7 @@ class EventLog:
     def _second(self, micros: int) -> tuple[int, str, Path]:
         second = micros // 1_000_000
         when = datetime.fromtimestamp(second, tz=timezone.utc)
-        prefix = when.strftime("%Y-%m-%dT%H:%M:%S.")
+        prefix = iso_micro(second)[:-7]  # "YYYY-MM-DDTHH:MM:SS."
         return second * 1_000_000, prefix, record_path(self._root, EVENT, self._sid, when)
 
     def _check_name(self, event: object) -> None:

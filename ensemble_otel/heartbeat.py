@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
+from ensemble_otel._time import iso_micro
 from ensemble_otel.contract.registry import HEARTBEAT_TIMESTAMP, METRICS_BY_NAME, UPTIME
 from ensemble_otel.jsonl import atomic_write_json
 from ensemble_otel.paths import heartbeat_path
@@ -46,11 +46,6 @@ def process_start(pid: int) -> int | None:
         return int(raw[raw.rindex(b")") + 2:].split()[19])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def iso_utc(unix: float) -> str:
-    """ISO-8601 UTC with microseconds and a ``Z``."""
-    return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Heartbeat:
@@ -100,7 +95,7 @@ class Heartbeat:
     def record(self, unix: float, state: str | None = None) -> dict[str, Any]:
         s = self.settings
         return {
-            "ts": iso_utc(unix),
+            "ts": iso_micro(unix),
             "unix": round(unix, 6),
             "strategy_id": s.strategy_id,
             "schema_version": s.schema_version,

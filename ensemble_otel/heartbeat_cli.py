@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ensemble_otel import _validate_rules as rules
+from ensemble_otel._time import parse_iso
 from ensemble_otel.contract.registry import HEARTBEAT
 from ensemble_otel.heartbeat import (
     DEFAULT_MAX_SKEW,
@@ -30,7 +31,6 @@ from ensemble_otel.heartbeat import (
     read_heartbeat,
 )
 from ensemble_otel.paths import heartbeat_path
-from ensemble_otel.report.times import parse_utc
 from ensemble_otel.settings import ConfigError, load_settings
 from ensemble_otel.terminal import escape
 
@@ -87,7 +87,7 @@ def assess(path: Path, strategy_id: str | None = None, *, max_age: float | None 
                        f"is {_age_text(-age)} ahead of this clock (allowed skew "
                        f"{max_skew:g}s; {path})", beat, age)
     try:
-        ts_unix = parse_utc(beat["ts"])
+        ts_unix = parse_iso(beat["ts"])
     except (ValueError, OverflowError):
         ts_unix = math.nan
     if not abs(ts_unix - unix) <= TS_TOLERANCE:

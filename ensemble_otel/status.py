@@ -18,12 +18,12 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
+from ensemble_otel._time import iso_seconds
 from ensemble_otel.cli import strategy_id
 from ensemble_otel.contract.registry import HEALTH_1H, HEALTH_24H, RecordKind
 from ensemble_otel.heartbeat import DEFAULT_MAX_SKEW
@@ -149,7 +149,7 @@ def _iso(unix: float | None) -> str | None:
     if unix is None:
         return None
     try:
-        return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return iso_seconds(unix)
     except (OverflowError, ValueError, OSError):
         return None
 

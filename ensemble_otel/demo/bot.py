@@ -11,10 +11,10 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from itertools import pairwise
 from typing import Any
 
+from ensemble_otel._time import iso_seconds
 from ensemble_otel.demo.broker import Fill, PaperBroker, RiskEvent, RiskLimits, RiskMonitor
 from ensemble_otel.demo.data import Bar
 from ensemble_otel.demo.strategy import SmaCross
@@ -63,10 +63,6 @@ class RunResult:
     first_ts: float | None = None
     last_ts: float | None = None
     equity: list[tuple[float, float]] = field(default_factory=list)
-
-
-def iso(unix: float) -> str:
-    return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def max_drawdown(values: list[float]) -> float:
@@ -125,7 +121,7 @@ class PaperBot:
         r = self.result
         broker = self.broker
         limits = self.profile.limits
-        bar_ts = iso(bar.ts)
+        bar_ts = iso_seconds(bar.ts)
         notional = 0.0
         for f in broker.fill_pending(bar.ts, bar.open):
             notional += f.notional

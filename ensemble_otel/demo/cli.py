@@ -34,9 +34,10 @@ from types import FrameType
 from typing import Any, TextIO
 
 import ensemble_otel
+from ensemble_otel._time import iso_seconds
 from ensemble_otel.cli import int_at_least
 from ensemble_otel.contract.registry import EVENT, RECORD_KINDS
-from ensemble_otel.demo.bot import PROFILES, PaperBot, RunResult, iso
+from ensemble_otel.demo.bot import PROFILES, PaperBot, RunResult
 from ensemble_otel.demo.data import DATASETS, load_bars
 from ensemble_otel.paths import record_files, state_path, strategy_path
 from ensemble_otel.readers import open_regular
@@ -228,7 +229,7 @@ def print_summary(result: RunResult, settings: Any, args: argparse.Namespace, el
     sid = settings.strategy_id
     p = PROFILES[args.data]
     change = result.final_equity / result.initial_equity - 1.0
-    span = (f"{iso(result.first_ts)} .. {iso(result.last_ts)}"
+    span = (f"{iso_seconds(result.first_ts)} .. {iso_seconds(result.last_ts)}"
             if result.first_ts is not None and result.last_ts is not None else "none")
     stopped = f" (stopped by {received[0]})" if received else ""
     w = out.write

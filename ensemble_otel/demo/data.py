@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import importlib.util
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
+
+from ensemble_otel._time import parse_iso
 
 DATASETS: dict[str, tuple[str, str]] = {
     # name -> (file, description)
@@ -46,13 +47,6 @@ def data_file(name: str) -> Path:
     return path
 
 
-def _unix(text: str) -> float:
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
-
-
 def load_bars(name: str, limit: int | None = None) -> list[Bar]:
     """The first ``limit`` bars (all when None) of data set ``name``, oldest first."""
     bars: list[Bar] = []
@@ -64,6 +58,6 @@ def load_bars(name: str, limit: int | None = None) -> list[Bar]:
         for row in reader:
             if limit is not None and len(bars) >= limit:
                 break
-            bars.append(Bar(_unix(row[0]), float(row[o]), float(row[h]), float(row[lo]),
+            bars.append(Bar(parse_iso(row[0]), float(row[o]), float(row[h]), float(row[lo]),
                             float(row[c])))
     return bars

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ensemble_otel._time import parse_iso
 from ensemble_otel.contract.registry import (
     EVENT,
     HEARTBEAT,
@@ -31,7 +32,6 @@ from ensemble_otel.readers import (
 )
 
 from .checks import ContractVerdicts, contract_verdicts, parse_line
-from .times import parse_utc
 
 PERIODS: tuple[str, ...] = next(
     f.enum for f in RECORD_KINDS_BY_NAME["health_snapshot_1h"].fields if f.name == "period"
@@ -194,7 +194,7 @@ def _read(
             validation.bad(stat, number, reason or "unusable record")
             continue
         try:
-            t = parse_utc(record["ts"])
+            t = parse_iso(record["ts"])
         except (TypeError, ValueError):
             validation.bad(stat, number, f"ts: {record['ts']!r} is not an ISO-8601 date-time")
             continue

@@ -11,13 +11,13 @@ from typing import Any
 
 import orjson
 
+from ensemble_otel._time import iso_seconds
 from ensemble_otel.contract.registry import EVENT
 from ensemble_otel.heartbeat import DEFAULT_MAX_SKEW, INTERVALS_PER_MAX_AGE
 
 from .charts import CHARTS, COLUMNS, NEGATIVE_COLOR
 from .load import Dataset, StrategyData
 from .summary import summarize
-from .times import iso
 
 PAYLOAD_VERSION = 1
 UPLOT_VERSION = "1.6.32"
@@ -70,12 +70,12 @@ def build(ds: Dataset, now: float) -> dict[str, Any]:
     v = ds.validation
     return {
         "version": PAYLOAD_VERSION,
-        "generated_at": iso(now),
+        "generated_at": iso_seconds(now),
         "generated_unix": now,
         "root": str(ds.root),
         "period": ds.period,
-        "from": iso(ds.start) if ds.start is not None else None,
-        "to": iso(ds.end) if ds.end is not None else None,
+        "from": iso_seconds(ds.start) if ds.start is not None else None,
+        "to": iso_seconds(ds.end) if ds.end is not None else None,
         "problems": ds.problems,
         "charts": [c.to_json() for c in CHARTS],
         "negative_color": NEGATIVE_COLOR,

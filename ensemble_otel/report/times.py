@@ -1,26 +1,13 @@
-"""Time parsing for the report: record timestamps and the --from/--to bounds (UTC)."""
+"""The report's --from/--to bounds (UTC) and ages; timestamps go through ``_time``."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")
+from ensemble_otel._time import parse_datetime
+
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def _fromiso(text: str) -> datetime:
-    # Python 3.10's fromisoformat takes neither "Z" nor more than 6 fraction digits.
-    text = _FRACTION.sub(r"\1", text.strip())
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    dt = datetime.fromisoformat(text)
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
-
-
-def parse_utc(text: str) -> float:
-    """An ISO-8601 timestamp (naive = UTC) as unix seconds."""
-    return _fromiso(text).timestamp()
 
 
 def parse_bound(text: str, *, end: bool = False) -> float:
@@ -41,15 +28,10 @@ def parse_bound(text: str, *, end: bool = False) -> float:
 
 
 def _bound_from_iso(raw: str, end: bool) -> float:
-    dt = _fromiso(raw)
+    dt = parse_datetime(raw)
     if end and _DATE_ONLY.match(raw):
         dt += timedelta(days=1) - timedelta(microseconds=1)
     return dt.timestamp()
-
-
-def iso(unix: float) -> str:
-    """Unix seconds as ISO-8601 UTC (whole seconds)."""
-    return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def human_age(seconds: float) -> str:

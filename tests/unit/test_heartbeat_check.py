@@ -14,7 +14,8 @@ import pytest
 from unit_support import run_bounded
 
 from ensemble_otel import cli
-from ensemble_otel.heartbeat import Heartbeat, iso_utc, process_start, read_heartbeat
+from ensemble_otel._time import iso_micro
+from ensemble_otel.heartbeat import Heartbeat, process_start, read_heartbeat
 from ensemble_otel.heartbeat_cli import check
 from ensemble_otel.jsonl import atomic_write_json
 from ensemble_otel.settings import load_settings
@@ -321,7 +322,7 @@ def test_pid_reused_by_another_program(root: Path, capsys: pytest.CaptureFixture
 
 
 def _beat_times(unix: float) -> tuple[float, str]:
-    return round(unix, 6), iso_utc(unix)
+    return round(unix, 6), iso_micro(unix)
 
 
 def test_pid_zero_is_not_a_live_process(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
