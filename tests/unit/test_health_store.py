@@ -196,7 +196,7 @@ def test_a_journalled_record_missing_from_its_file_is_appended_on_restart(
         cap.health.maybe_emit(at(0, 10), equity=100.0)
         monkeypatch.setattr(cap.health._store, "append", lambda items: None)  # dies here
         [record] = cap.health.maybe_emit(at(1, 10), equity=101.0)
-        shutil.copytree(live, crashed, ignore=shutil.ignore_patterns("*.lock"))
+        shutil.copytree(live, crashed, ignore=shutil.ignore_patterns("*.lock", ".*.tmp"))
         monkeypatch.undo()
     journal = _state_path(crashed).with_name("s1.json.wal")
     state = orjson.loads(journal.read_bytes().splitlines()[-1])
