@@ -281,7 +281,8 @@ def test_crash_resumes_from_the_journal(tmp_path: Path, tail: str) -> None:
         _feed(cap, BARS_3H[:4])
         cap.health.save_state()  # the state file, as a beat writes it
         _feed(cap, BARS_3H)
-        shutil.copytree(tmp_path / "live", crashed, ignore=shutil.ignore_patterns("*.lock", ".*.tmp"))
+        shutil.copytree(tmp_path / "live", crashed,
+                        ignore=shutil.ignore_patterns("*.lock", ".*.tmp"))
     journal = _journal_path(crashed)
     if tail == "torn":
         with open(journal, "ab") as fh:
