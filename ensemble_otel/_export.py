@@ -9,13 +9,14 @@ import importlib
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.resources import Resource
+
+from ensemble_otel._ratelog import RateLimitedLog
 
 _log = logging.getLogger("ensemble_otel")
 
@@ -45,21 +46,15 @@ class ExportWarnings(logging.Filter):
 
     def __init__(self, interval: float = 60.0) -> None:
         super().__init__()
-        self.interval = interval
-        self.suppressed = 0
-        self._at = -float("inf")
-        self._lock = threading.Lock()
+        self.limit = RateLimitedLog(_log, interval)
+
+    @property
+    def interval(self) -> float:
+        return self.limit.interval
 
     def allow(self) -> int | None:
         """None when a warning was let through this interval; else the count held back."""
-        with self._lock:
-            now = time.monotonic()
-            if now - self._at < self.interval:
-                self.suppressed += 1
-                return None
-            self._at = now
-            held, self.suppressed = self.suppressed, 0
-            return held
+        return self.limit.take()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
@@ -129,9 +124,10 @@ def once_logger_provider(resource: Resource) -> Any:
 
 
 class GuardedExporter(MetricExporter):
-    """Wraps a network exporter: inert in a forked child, failures logged once per interval."""
+    """Wraps a network exporter: inert in a forked child, failures logged once per interval
+    (the interval of :data:`EXPORT_WARNINGS`, shared with the SDK's export warnings)."""
 
-    def __init__(self, inner: MetricExporter, *, warn_interval: float = 60.0) -> None:
+    def __init__(self, inner: MetricExporter) -> None:
         super().__init__(
             preferred_temporality=inner._preferred_temporality,
             preferred_aggregation=inner._preferred_aggregation,
@@ -139,8 +135,6 @@ class GuardedExporter(MetricExporter):
         self.inner = inner
         self.active = True
         self.failures = 0
-        self._warn_interval = warn_interval
-        self._warned_at = -float("inf")
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
@@ -156,9 +150,7 @@ class GuardedExporter(MetricExporter):
             reason = "the endpoint did not accept the export"
         if result is MetricExportResult.FAILURE:
             self.failures += 1
-            now = time.monotonic()
-            if now - self._warned_at >= self._warn_interval and EXPORT_WARNINGS.allow() is not None:
-                self._warned_at = now
+            if EXPORT_WARNINGS.allow() is not None:  # one export warning an interval, all told
                 _log.warning(
                     "ensemble-otel: OTLP metric export failed (%s; %d failure(s) so far); the "
                     "bot and the files are unaffected, export retries every interval", reason,

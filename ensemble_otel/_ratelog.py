@@ -12,8 +12,8 @@ class RateLimitedLog:
     """Logs a message at most once every ``interval`` seconds (monotonic clock).
 
     ``log`` returns True when it logged. Calls between two logged ones are counted in
-    ``suppressed`` (reset at each logged call), so a message can say how many it stood for.
-    Thread-safe; costs one clock read and a comparison when it does not log.
+    ``suppressed``; :meth:`take` hands that count to a message that says how many it stood
+    for. Thread-safe; costs one clock read and a comparison when it does not log.
     """
 
     __slots__ = ("_lock", "_next", "interval", "logger", "suppressed")
@@ -25,16 +25,21 @@ class RateLimitedLog:
         self._lock = threading.Lock()
         self.suppressed = 0
 
-    def allow(self) -> bool:
-        """True (and the interval starts again) when a message may be logged now."""
+    def take(self) -> int | None:
+        """None when a message was logged less than an interval ago (this one is counted);
+        else the count held back since the last one, and the interval starts again."""
         now = time.monotonic()
         with self._lock:
             if now < self._next:
                 self.suppressed += 1
-                return False
+                return None
             self._next = now + self.interval
-            self.suppressed = 0
-            return True
+            held, self.suppressed = self.suppressed, 0
+            return held
+
+    def allow(self) -> bool:
+        """True (and the interval starts again) when a message may be logged now."""
+        return self.take() is not None
 
     def log(self, level: int, msg: str, *args: Any) -> bool:
         """Log ``msg % args`` at ``level`` unless one was logged less than an interval ago."""

@@ -19,6 +19,7 @@ from opentelemetry._logs import Logger, SeverityNumber
 from opentelemetry.context import get_current
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from ensemble_otel._ratelog import RateLimitedLog
 from ensemble_otel._time import iso_micro
 from ensemble_otel.contract.registry import EVENT, EVENTS_REFUSED, METRICS_BY_NAME
 from ensemble_otel.errors import EventError
@@ -111,8 +112,7 @@ class EventLog:
                                       "schema_version": self._sv})) - 1
         self.active = True  # False in a forked child that must not write the parent's files
         self.refused = 0
-        self._refusals_held = 0
-        self._refusal_logged_at = -float("inf")
+        self._refusals = RateLimitedLog(_log, _REFUSAL_LOG_INTERVAL)
         self._names: set[str] = set()
         # the wall-clock second of the last event: (its first microsecond, its date and time
         # as "YYYY-MM-DDTHH:MM:SS.", the day's file), replaced whole once a second
@@ -196,12 +196,9 @@ class EventLog:
 
     def _log_refusal(self, field: str, value: object, rule: str) -> None:
         """At most one line a minute; it says how many were held back since the last."""
-        now = time.monotonic()
-        if now - self._refusal_logged_at < _REFUSAL_LOG_INTERVAL:
-            self._refusals_held += 1
+        held = self._refusals.take()
+        if held is None:
             return
-        held, self._refusals_held = self._refusals_held, 0
-        self._refusal_logged_at = now
         _log.warning("ensemble-otel events: event refused, nothing written: %s=%s: %s "
                      "(%d more held back; one such message a minute; strict mode raises)",
                      field, _short_repr(value), rule, held)

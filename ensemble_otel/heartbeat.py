@@ -22,6 +22,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
+from ensemble_otel._ratelog import RateLimitedLog
 from ensemble_otel._time import iso_micro
 from ensemble_otel.contract.registry import HEARTBEAT_TIMESTAMP, METRICS_BY_NAME, UPTIME
 from ensemble_otel.jsonl import atomic_write_json
@@ -67,7 +68,7 @@ class Heartbeat:
         self.active = True  # False in a forked child: it never touches the parent's file
         self._lock = threading.Lock()
         self._host = socket.gethostname()
-        self._error_at = -float("inf")
+        self._errors = RateLimitedLog(_log, 60.0)
         self._pid_start: tuple[int, int | None] | None = None  # (pid, its start time)
         self.on_beat: list[Callable[[str], None]] = []
 
@@ -125,10 +126,8 @@ class Heartbeat:
             try:
                 atomic_write_json(self.path, self.record(unix, state))
             except OSError as exc:
-                now = time.monotonic()
-                if now - self._error_at >= 60:
-                    self._error_at = now
-                    _log.error("ensemble-otel heartbeat: cannot write %s: %s", self.path, exc)
+                self._errors.log(logging.ERROR, "ensemble-otel heartbeat: cannot write %s: %s",
+                                 self.path, exc)
                 return False
             self.seq += 1
             self.last_beat_unix = unix

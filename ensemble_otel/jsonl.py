@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from ensemble_otel import safe_fs
+from ensemble_otel._ratelog import RateLimitedLog
 from ensemble_otel.errors import UnsafePathError
 from ensemble_otel.safe_fs import DIR_MODE, FILE_MODE
 
@@ -239,7 +240,7 @@ class JsonlAppender:
         self._pending: deque[tuple[Path, bytes]] = deque()
         self._dropped = 0
         self._error_interval = error_interval
-        self._last_error_at = -float("inf")
+        self._errors = RateLimitedLog(_log, error_interval)
         self._refusals: dict[Path, tuple[float, UnsafePathError]] = {}  # when, why
         self._lock = threading.Lock()  # events may come from any thread, snapshots from the bar
         self.errors = 0
@@ -378,14 +379,12 @@ class JsonlAppender:
 
     def _report(self, path: Path, exc: OSError) -> None:
         self.errors += 1
-        now = time.monotonic()
-        if now - self._last_error_at >= self._error_interval:
-            self._last_error_at = now
-            _log.error(
-                "ensemble-otel %s: cannot write %s (%s); the bot keeps running, %d line(s) "
-                "held in memory (%d dropped), writing resumes when the file system takes data",
-                self._name, path, exc.strerror or exc, len(self._pending), self._dropped,
-            )
+        self._errors.log(
+            logging.ERROR,
+            "ensemble-otel %s: cannot write %s (%s); the bot keeps running, %d line(s) "
+            "held in memory (%d dropped), writing resumes when the file system takes data",
+            self._name, path, exc.strerror or exc, len(self._pending), self._dropped,
+        )
 
     def close(self) -> None:
         with self._lock:
