@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
+from ensemble_otel._metricsdata import point_value
 from ensemble_otel._ratelog import RateLimitedLog
 from ensemble_otel._time import iso_micro
 from ensemble_otel.contract.registry import HEARTBEAT_TIMESTAMP, METRICS_BY_NAME, UPTIME
@@ -139,17 +140,6 @@ class Heartbeat:
         return True
 
 
-def _point_value(metrics_data: MetricsData, name: str) -> float | None:
-    for rm in metrics_data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                if metric.name == name:
-                    points: Sequence[Any] = metric.data.data_points
-                    if points:
-                        return float(points[-1].value)
-    return None
-
-
 class HeartbeatFileExporter(MetricExporter):
     """Mirrors ``ensemble.heartbeat.timestamp`` from each collection into the beat file."""
 
@@ -160,7 +150,7 @@ class HeartbeatFileExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        unix = _point_value(metrics_data, HEARTBEAT_TIMESTAMP)
+        unix = point_value(metrics_data, HEARTBEAT_TIMESTAMP)
         if unix is None:
             return MetricExportResult.FAILURE
         ok = self._heartbeat.write(unix)

@@ -37,6 +37,7 @@ import orjson
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from ensemble_otel import telemetry as _telemetry
+from ensemble_otel._metricsdata import points as walk_points
 from ensemble_otel.contract.registry import METRICS_BY_NAME, RECORD_KINDS_BY_NAME
 from ensemble_otel.settings import load_settings
 
@@ -83,15 +84,9 @@ class Capture:
     def collect(self) -> list[Point]:
         """Collect every metric now and return its points (the observable callbacks run)."""
         data = self.metric_reader.get_metrics_data()
-        points: list[Point] = []
-        if data is not None:
-            for rm in data.resource_metrics:
-                resource = dict(rm.resource.attributes)
-                for sm in rm.scope_metrics:
-                    for metric in sm.metrics:
-                        for p in metric.data.data_points:
-                            points.append(Point(metric.name, p.value, dict(p.attributes),
-                                                metric.unit or "", resource))
+        points = [Point(metric.name, p.value, dict(p.attributes), metric.unit or "",
+                        dict(resource.attributes))
+                  for resource, metric, p in walk_points(data)]
         self._points = points
         return points
 
