@@ -2,8 +2,8 @@
 minimum, pattern, ISO-8601 UTC date-time on a real calendar date), and for a whole record's
 fields (which break a rule, which are missing, which the contract does not know).
 
-The validator (``--strict`` and permissive), the report and any reader of saved records use
-these functions, so a field is judged the same way, in the same words, everywhere.
+The validator (``--strict`` and permissive), the report, the health state loader and any
+reader of saved records use these functions, so a field is judged the same way everywhere.
 """
 
 from __future__ import annotations
@@ -88,8 +88,9 @@ _TYPE_OK: dict[str, tuple[str, ...]] = {
 }
 
 
-def check_field(kind: RecordKind, field: Field, value: Any) -> Problem | None:
-    """The first rule ``value`` breaks for ``field`` of ``kind``, or None."""
+def check_field(kind: RecordKind | None, field: Field, value: Any) -> Problem | None:
+    """The first rule ``value`` breaks for ``field`` of ``kind``, or None. ``kind`` None:
+    a field of no record kind (the health state's), its own ``enum`` only."""
     name = field.name
     expected = _EXPECTED[field.type] + (" or null" if field.nullable else "")
     if value is None:
@@ -101,7 +102,7 @@ def check_field(kind: RecordKind, field: Field, value: Any) -> Problem | None:
         return Problem("type", f"{name}: must be {expected} (got {got} {excerpt(value)})", name)
     if isinstance(value, float) and not math.isfinite(value):
         return Problem("type", f"{name}: must be a finite number (got {value})", name)
-    enum = field_enum(kind, field)
+    enum = field.enum if kind is None else field_enum(kind, field)
     if enum:
         if value in enum:
             return None

@@ -35,6 +35,8 @@ import orjson
 
 from ensemble_otel._ratelog import RateLimitedLog
 from ensemble_otel._time import parse_iso
+from ensemble_otel._validate_fields import check_field
+from ensemble_otel.contract.registry import Field
 from ensemble_otel.health.buckets import BUCKET_STATE, PERIODS, file_name
 from ensemble_otel.health.views import AT, View
 from ensemble_otel.jsonl import JsonJournal, JsonlAppender, dumps_line, last_line
@@ -98,37 +100,37 @@ def state_from(v: View, strategy_id: str) -> dict[str, Any]:
     }
 
 
-_STATE_FIELDS = {  # field -> (integer, nullable)
-    "equity": (False, True), "first_equity": (False, True), "realized": (False, True),
-    "unrealized": (False, True), "positions": (True, True), "last_ts": (False, True),
-    "peak": (False, False), "max_drawdown": (False, False), "total_bars": (True, False),
-    "total_notional": (False, False), "total_breaches": (True, False),
-    "total_warnings": (True, False), "dropped": (True, False),
-}
-_BUCKET_FIELDS = {
-    "start": (True, False), "bars": (True, False), "notional": (False, False),
-    "breaches": (True, False), "warnings": (True, False), "first_ts": (False, False),
-    "last_ts": (False, False), "prev_close": (False, True), "last_written": (True, False),
-    "last_pnl": (False, True), "last_turnover": (False, True), "last_start": (True, True),
-}
-_OPTIONAL = {"refused": (True, False), "refused_base": (True, False)}  # newer than the files
+def _fields(spec: str) -> tuple[Field, ...]:
+    """``"name:i?"``: i an integer (else a finite number), ? nullable, - optional."""
+    return tuple(Field(name, "integer" if "i" in how else "number", "", nullable="?" in how,
+                       required="-" not in how, minimum=0 if "0" in how else None)
+                 for name, how in (item.split(":") for item in spec.split()))
 
 
-def _check_fields(data: object, fields: dict[str, tuple[bool, bool]], where: str) -> None:
+_OPTIONAL = " refused:i- refused_base:i-"  # newer than the files
+_STATE_FIELDS = _fields(
+    "equity:? first_equity:? realized:? unrealized:? positions:i? last_ts:? peak: "
+    "max_drawdown: total_bars:i total_notional: total_breaches:i total_warnings:i dropped:i"
+    + _OPTIONAL)
+_BUCKET_FIELDS = _fields(
+    "start:i bars:i notional: breaches:i warnings:i first_ts: last_ts: prev_close:? "
+    "last_written:i last_pnl:? last_turnover:? last_start:i?" + _OPTIONAL)
+_SEQ = _fields("seq:i0-")
+
+
+def _check_fields(data: object, fields: tuple[Field, ...], where: str) -> None:
+    """Raise ValueError naming the first field of ``data`` that breaks its rule."""
     if not isinstance(data, dict):
         raise ValueError(f"{where} is not an object")
-    for key, (integer, nullable) in (fields | _OPTIONAL).items():
-        if key not in data:
-            if key in _OPTIONAL:
+    for f in fields:
+        if f.name not in data:
+            if not f.required:
                 continue
-            raise ValueError(f"{where} has no {key!r}")
-        value = data[key]
-        if value is None and nullable:
-            continue
-        kind = int if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
-            raise ValueError(f"{where}[{key!r}] = {value!r} is not a{'' if integer else ' finite'}"
-                             f" {'whole ' if integer else ''}number")
+            raise ValueError(f"{where} has no {f.name!r}")
+        if check_field(None, f, data[f.name]) is not None:
+            rule = "whole number" if f.type == "integer" else "finite number"
+            bound = "" if f.minimum is None else f" >= {f.minimum:g}"
+            raise ValueError(f"{where}[{f.name!r}] = {data[f.name]!r} is not a {rule}{bound}")
 
 
 def check_state(state: dict[str, Any]) -> None:
@@ -260,9 +262,7 @@ class Store:
                     raise ValueError("unknown state version")
                 if state.get("strategy_id") != self.strategy_id:
                     raise ValueError("state belongs to another strategy")
-                seq = state.get("seq", 0)
-                if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-                    raise ValueError(f"state[{'seq'!r}] = {seq!r} is not a whole number >= 0")
+                _check_fields(state, _SEQ, "state")
                 check_state(state)
                 found.append((path, state))
             except (OSError, ValueError, TypeError, KeyError) as exc:
