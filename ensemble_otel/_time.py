@@ -33,41 +33,33 @@ _MICRO = "%Y-%m-%dT%H:%M:%S.%fZ"
 _SECONDS = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def _whole(unix: float) -> str | None:
-    """``YYYY-MM-DDTHH:MM:SSZ`` of a whole second (from the day cache), else None."""
-    day, rest = divmod(unix, _DAY)
-    if rest != int(rest):
-        return None
-    cached, prefix = _day_cache[0]
-    if cached != day:
-        prefix = datetime.fromtimestamp(day * _DAY, tz=UTC).strftime("%Y-%m-%dT")
-        _day_cache[0] = (day, prefix)
-    if not _MMSS:
-        _MMSS.extend(f"{m:02d}:{s:02d}Z" for m in range(60) for s in range(60))
-    hour, second = divmod(int(rest), 3600)
-    return prefix + _HOURS[hour] + _MMSS[second]
-
-
 def iso(unix: float) -> str:
     """``unix`` seconds as ISO-8601 UTC: whole seconds when whole, microseconds otherwise."""
-    text = _whole(unix)
-    if text is not None:
-        return text
+    day, rest = divmod(unix, _DAY)
+    if rest == int(rest):  # a whole second: from the day cache (the closing bar's path)
+        cached, prefix = _day_cache[0]
+        if cached != day:
+            prefix = datetime.fromtimestamp(day * _DAY, tz=UTC).strftime("%Y-%m-%dT")
+            _day_cache[0] = (day, prefix)
+        if not _MMSS:
+            _MMSS.extend(f"{m:02d}:{s:02d}Z" for m in range(60) for s in range(60))
+        hour, second = divmod(int(rest), 3600)
+        return prefix + _HOURS[hour] + _MMSS[second]
     dt = datetime.fromtimestamp(unix, tz=UTC)
     return dt.strftime(_MICRO if dt.microsecond else _SECONDS)
 
 
 def iso_seconds(unix: float) -> str:
     """``unix`` seconds as ISO-8601 UTC in whole seconds (a fraction is cut off)."""
-    text = _whole(unix)
-    return text if text is not None else datetime.fromtimestamp(unix, tz=UTC).strftime(_SECONDS)
+    if unix == int(unix):
+        return iso(unix)
+    return datetime.fromtimestamp(unix, tz=UTC).strftime(_SECONDS)
 
 
 def iso_micro(unix: float) -> str:
     """``unix`` seconds as ISO-8601 UTC with six fraction digits (``.000000`` when whole)."""
-    text = _whole(unix)
-    if text is not None:
-        return text[:-1] + ".000000Z"
+    if unix == int(unix):
+        return iso(unix)[:-1] + ".000000Z"
     return datetime.fromtimestamp(unix, tz=UTC).strftime(_MICRO)
 
 
