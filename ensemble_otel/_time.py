@@ -109,9 +109,3 @@ def record_ts_error(text: str) -> str | None:
     if not valid_date(text[:10]):
         return "date"
     return None
-
-
-def day_file(unix: float, daily: bool = True) -> str:
-    """The JSONL file name of a time's partition: ``YYYY-MM-DD.jsonl`` or ``YYYY-MM.jsonl``."""
-    text = iso(float(int(unix // _DAY) * _DAY))
-    return f"{text[:10]}.jsonl" if daily else f"{text[:7]}.jsonl"

@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 
+from ensemble_otel._time import iso, parse_datetime
 from ensemble_otel.contract.registry import (
     HEALTH_STATE_PATH,
     HEARTBEAT,
@@ -27,12 +28,19 @@ from ensemble_otel.contract.registry import (
 from ensemble_otel.readers import file_type
 
 PLACEHOLDER = re.compile(r"\{([^}]+)\}")
-# placeholder -> (regex for the value, strftime format)
-PARTITION_FORMATS: dict[str, tuple[str, str]] = {
-    "YYYY-MM-DD": (r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "%Y-%m-%d"),
-    "YYYY-MM": (r"[0-9]{4}-[0-9]{2}", "%Y-%m"),
+# placeholder -> (regex for the value, its length): a partition is the start of the ISO-8601
+# UTC time (``_time.iso``) of the day it holds
+PARTITION_FORMATS: dict[str, tuple[str, int]] = {
+    "YYYY-MM-DD": (r"[0-9]{4}-[0-9]{2}-[0-9]{2}", 10),
+    "YYYY-MM": (r"[0-9]{4}-[0-9]{2}", 7),
 }
 JOURNAL_SUFFIX = ".wal"
+
+
+def partition_text(placeholder: str, unix: float) -> str:
+    """The partition (``2024-03-01`` for ``YYYY-MM-DD``, ``2024-03`` for ``YYYY-MM``) that
+    holds UTC time ``unix``."""
+    return iso(unix // 86400 * 86400)[:PARTITION_FORMATS[placeholder][1]]
 
 
 def fill(template: str, strategy_id: str, when: datetime | None = None) -> str:
@@ -44,7 +52,7 @@ def fill(template: str, strategy_id: str, when: datetime | None = None) -> str:
             return strategy_id
         if when is None:
             raise ValueError(f"{template}: {{{name}}} needs a time")
-        return when.astimezone(timezone.utc).strftime(PARTITION_FORMATS[name][1])
+        return partition_text(name, when.timestamp())
 
     return PLACEHOLDER.sub(sub, template)
 
@@ -53,6 +61,25 @@ def record_path(root: Path, kind: RecordKind, strategy_id: str,
                 when: datetime | None = None) -> Path:
     """The file a record of ``kind`` for ``strategy_id`` at ``when`` (UTC) belongs in."""
     return Path(root) / fill(kind.path, strategy_id, when)
+
+
+@cache
+def _file_template(template: str) -> tuple[str, str, str]:
+    """The last segment of a partitioned template: (text before, placeholder, text after)."""
+    last = template.rsplit("/", 1)[-1]
+    m = PLACEHOLDER.search(last)
+    if m is None or m.group(1) not in PARTITION_FORMATS or "{strategy_id}" not in (
+            template.rsplit("/", 2)[-2]):
+        raise ValueError(f"{template}: not a strategy directory of partition files")
+    return last[:m.start()], m.group(1), last[m.end():]
+
+
+def partition_file(kind: RecordKind, unix: float) -> str:
+    """The name of ``kind``'s file holding UTC time ``unix`` in the strategy's directory
+    (:func:`strategy_path`), e.g. ``2024-03-01.jsonl``: :func:`record_path` of that time is
+    that directory / this name. Cheap (no regex, no strftime): a bucket close calls it."""
+    before, placeholder, after = _file_template(kind.path)
+    return before + partition_text(placeholder, unix) + after
 
 
 def heartbeat_path(root: Path, strategy_id: str) -> Path:
@@ -173,13 +200,14 @@ class RecordFile:
         """[start, end) in unix seconds the partition covers, or None if unknown."""
         if self.partition is None:
             return None
-        for regex, fmt in PARTITION_FORMATS.values():
+        for regex, length in PARTITION_FORMATS.values():
             if re.fullmatch(regex, self.partition):
+                monthly = length == 7
                 try:
-                    start = datetime.strptime(self.partition, fmt).replace(tzinfo=timezone.utc)
+                    start = parse_datetime(self.partition + ("-01" if monthly else ""))
                 except ValueError:  # not a calendar date: read the file, let checks decide
                     return None
-                if fmt == "%Y-%m":
+                if monthly:
                     nxt = (start + timedelta(days=32)).replace(day=1)
                 else:
                     nxt = start + timedelta(days=1)

@@ -38,7 +38,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from ensemble_otel import telemetry as _telemetry
 from ensemble_otel._metricsdata import points as walk_points
-from ensemble_otel.contract.registry import METRICS_BY_NAME, RECORD_KINDS_BY_NAME
+from ensemble_otel.contract.registry import HEARTBEAT, METRICS_BY_NAME, RECORD_KINDS_BY_NAME
+from ensemble_otel.paths import record_files, record_path
 from ensemble_otel.settings import load_settings
 
 try:  # renamed in recent SDKs; the old name is a deprecated alias
@@ -125,14 +126,13 @@ class Capture:
         if spec is None:
             known = sorted(set(RECORD_KINDS_BY_NAME) | set(_KIND_ALIASES))
             raise ValueError(f"unknown record kind {kind!r}; known kinds: {', '.join(known)}")
-        relative = spec.path.replace("{strategy_id}", self.telemetry.settings.strategy_id)
-        if "{" not in relative:  # the heartbeat: one JSON document, replaced at every beat
-            path = self.root / relative
+        sid = self.telemetry.settings.strategy_id
+        if spec is HEARTBEAT:  # one JSON document, replaced at every beat
+            path = record_path(self.root, spec, sid)
             return [orjson.loads(path.read_bytes())] if path.is_file() else []
-        directory = self.root / relative.rsplit("/", 1)[0]
         out: list[dict[str, Any]] = []
-        for path in sorted(directory.glob("*.jsonl")):
-            out.extend(_read_records(path))
+        for found in record_files(self.root, spec, sid):
+            out.extend(_read_records(found.path))
         return out
 
     def files(self, pattern: str = "**/*") -> list[Path]:

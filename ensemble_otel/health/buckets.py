@@ -1,15 +1,12 @@
 """Buckets of bar time and how they roll: accumulators, and pure functions of them.
 
 A bucket is one hour or one UTC day of bar time. ``closing`` says which buckets a bar at
-a later time closes; ``file_name`` where a closed bucket's record goes. Nothing here does
-I/O or touches the SDK.
+a later time closes. Nothing here does I/O or touches the SDK.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from ensemble_otel._time import day_file
 
 PERIODS: tuple[tuple[str, int], ...] = (("1h", 3600), ("24h", 86400))
 
@@ -78,11 +75,6 @@ def closing(hour: Bucket, day: Bucket, hour_start: int, day_start: int) -> list[
     that saw bars and start elsewhere. ``hour`` must hold the open hour's sums (folded)."""
     return [b for b, start in ((hour, hour_start), (day, day_start))
             if b.bars > 0 and b.start != start]
-
-
-def file_name(period: str, start: float) -> str:
-    """The file of a bucket's record: ``YYYY-MM-DD.jsonl`` (1h) or ``YYYY-MM.jsonl`` (24h)."""
-    return day_file(start, daily=period == "1h")
 
 
 def on_disk(hour: Bucket, day: Bucket, t: float) -> bool:

@@ -76,7 +76,7 @@ class HealthSnapshotEmitter(Ledger):
         self._reader = snapshot_reader  # kept for the SDK pipeline; records never collect
         self._init_ledger(strict=bool(getattr(settings, "strict", False)))
         self._unwritten: tuple[tuple[str, str, dict[str, Any]], ...] = ()  # closed, unappended
-        self._store = Store(settings.root, settings.state_dir, settings.strategy_id, appender)
+        self._store = Store(settings.root, settings.state_path, settings.strategy_id, appender)
         self.state_path: Path = self._store.state_path
         self._drops = RateLimitedLog(_log, 60.0)
         self._refusals = RateLimitedLog(_log, 60.0)

@@ -33,11 +33,12 @@ from typing import Any
 
 import orjson
 
+from ensemble_otel import paths
 from ensemble_otel._ratelog import RateLimitedLog
 from ensemble_otel._time import parse_iso
 from ensemble_otel._validate_fields import check_field
-from ensemble_otel.contract.registry import Field
-from ensemble_otel.health.buckets import BUCKET_STATE, PERIODS, file_name
+from ensemble_otel.contract.registry import HEALTH_1H, HEALTH_24H, Field
+from ensemble_otel.health.buckets import BUCKET_STATE, PERIODS
 from ensemble_otel.health.views import AT, View
 from ensemble_otel.jsonl import JsonJournal, JsonlAppender, dumps_line, last_line
 
@@ -47,6 +48,7 @@ STATE_VERSION = 2  # 2: the day bucket and the totals exclude the open hour
 JOURNAL_BYTES = 4 << 20
 STEPS = ("close:before-journal", "close:after-journal", "close:between-appends",
          "close:after-appends", "save:before-replace", "save:after-replace")
+_KINDS = {"1h": HEALTH_1H, "24h": HEALTH_24H}
 _BUCKET_AT = {p: {k: AT[f"_{n}.{k}"] for k in BUCKET_STATE} for p, n in (("1h", "hour"),
                                                                           ("24h", "day"))}
 
@@ -163,14 +165,12 @@ def read_saved_state(state_path: Path) -> dict[str, Any] | None:
 class Store:
     """The state file and journal of one strategy, and its records' directories."""
 
-    def __init__(self, root: Path, state_dir: Path, strategy_id: str,
+    def __init__(self, root: Path, state_path: Path, strategy_id: str,
                  appender: JsonlAppender) -> None:
+        self.root = root
         self.strategy_id = strategy_id
-        self.dirs = {
-            "1h": root / "logs" / "1h" / "health_snapshot" / strategy_id,
-            "24h": root / "logs" / "24h" / "health_snapshot" / strategy_id,
-        }
-        self.state_path = state_dir / "health" / f"{strategy_id}.json"
+        self.dirs = {p: paths.strategy_path(root, k, strategy_id) for p, k in _KINDS.items()}
+        self.state_path = state_path
         # compacted (the file replaced, the journal emptied) past JOURNAL_BYTES: a rename
         # costs milliseconds on ext4, beats and shutdown replace the file anyway
         self.journal = JsonJournal(self.state_path, max_bytes=JOURNAL_BYTES)
@@ -194,7 +194,8 @@ class Store:
             if len(self._files) > 8:
                 self._files.clear()
                 self._named.clear()
-            path = self._files[key] = self.dirs[period] / file_name(period, start)
+            name = paths.partition_file(_KINDS[period], start)
+            path = self._files[key] = self.dirs[period] / name
             self._named[(period, path.name)] = path
         return path
 
@@ -281,11 +282,8 @@ class Store:
 
     def last_record(self, period: str) -> dict[str, Any] | None:
         """The newest whole record on disk of ``period`` (None when there is none)."""
-        try:
-            files = sorted(self.dirs[period].glob("*.jsonl"), reverse=True)
-        except OSError:
-            return None
-        for path in files:
+        files = paths.record_files(self.root, _KINDS[period], self.strategy_id)
+        for path in reversed([f.path for f in files]):
             line = last_line(path)
             if line:
                 try:
