@@ -23,6 +23,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from ensemble_otel._metricsdata import point_value
+from ensemble_otel._process import on_fork_in_child
 from ensemble_otel._ratelog import RateLimitedLog
 from ensemble_otel._time import iso_micro
 from ensemble_otel.contract.registry import HEARTBEAT_TIMESTAMP, METRICS_BY_NAME, UPTIME
@@ -50,6 +51,17 @@ def process_start(pid: int) -> int | None:
         return None
 
 
+_own_start: list[int | None] = []  # this process's start time, read once; a forked child
+on_fork_in_child(_own_start.clear)  # is another process: it reads its own
+
+
+def own_start() -> int | None:
+    """:func:`process_start` of this process."""
+    if not _own_start:
+        _own_start.append(process_start(os.getpid()))
+    return _own_start[0]
+
+
 class Heartbeat:
     """Lifecycle state and the beat file of one process.
 
@@ -70,7 +82,6 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._host = socket.gethostname()
         self._errors = RateLimitedLog(_log, 60.0)
-        self._pid_start: tuple[int, int | None] | None = None  # (pid, its start time)
         self.on_beat: list[Callable[[str], None]] = []
 
     def uptime(self) -> float:
@@ -109,14 +120,8 @@ class Heartbeat:
             "uptime_s": round(self.uptime(), 6),
             "interval_s": s.heartbeat_interval,
             "environment": s.environment,
-            "pid_start": self._own_start(),
+            "pid_start": own_start(),
         }
-
-    def _own_start(self) -> int | None:
-        pid = os.getpid()
-        if self._pid_start is None or self._pid_start[0] != pid:  # read again after a fork
-            self._pid_start = (pid, process_start(pid))
-        return self._pid_start[1]
 
     def write(self, unix: float, state: str | None = None) -> bool:
         """Replace the beat file. Fails soft: returns False and logs at most once a minute."""

@@ -133,6 +133,9 @@ def test_os_fork_child_goes_dormant_and_may_configure_its_own(tmp_path: Path) ->
     assert child_beat["service_instance_id"] == child["instance_id"]
     parent_beat = json.loads((root / "logs/heartbeat/parent.json").read_text())
     assert parent_beat["pid"] == out["parent_pid"] and parent_beat["state"] == "stopped"
+    # the child's beat names the child process (its start time is read again after the fork)
+    assert isinstance(parent_beat["pid_start"], int)
+    assert child_beat["pid_start"] != parent_beat["pid_start"]
     # the parent's health files hold the parent's bars only: the dormant child's bar (a day
     # later, which would have closed the open hour and day) wrote nothing
     hourly = [r for p in sorted((root / "logs/1h/health_snapshot/parent").glob("*.jsonl"))
