@@ -20,6 +20,7 @@ import memory
 import outage_latency
 import per_bar
 import replay
+import shutdown
 import startup
 from _common import OUT_DIR, RESULTS, machine, save, table
 
@@ -30,7 +31,8 @@ def main() -> int:
     args = parser.parse_args()
     m = machine()
     print(f"machine: nproc={m['nproc']}, CPU: {m['cpu']}, {m['python']}, {m['platform']}")
-    for module in (per_bar, closing_bar, replay, startup, events, memory, outage_latency):
+    for module in (per_bar, closing_bar, replay, startup, events, memory, outage_latency,
+                   shutdown):
         print(f"\n## {module.__name__}", flush=True)
         module.main()
     soaks = ("soak_sigkill.py", "soak_outage.py") if args.soak else ()
