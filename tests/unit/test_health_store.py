@@ -244,3 +244,19 @@ def test_a_version_1_state_continues_like_the_version_2_it_became(tmp_path: Path
         assert snapshot_records(roots[1], period, "s1") == snapshot_records(roots[2], period, "s1")
     [day0] = snapshot_records(roots[1], "24h", "s1")
     assert (day0["bars"], day0["risk_breaches"], day0["traded_notional"]) == (9, 9, 19.0)
+
+
+def test_a_journal_without_a_state_file_is_restored(tmp_path: Path) -> None:
+    """A crash before the first beat's save leaves only the journal: the restart continues
+    from its newest line (the bars of the closed hours count, the open hour's died)."""
+    import shutil
+
+    live, crashed = tmp_path / "live", tmp_path / "crashed"
+    with capture(root=live, strategy_id="s1", heartbeat_interval=3600) as cap:
+        for minute in range(0, 130, 20):
+            cap.health.maybe_emit(at(0, minute), equity=100.0 + minute)
+        shutil.copytree(live, crashed, ignore=shutil.ignore_patterns("*.lock"))
+    assert not _state_path(crashed).exists()
+    with capture(root=crashed, strategy_id="s1", heartbeat_interval=3600) as cap:
+        assert cap.health.last_ts == at(1, 40)  # the last bar before the newest close
+        assert cap.health.total_bars == 6 and cap.health.peak == 200.0
