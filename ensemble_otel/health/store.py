@@ -36,7 +36,7 @@ import orjson
 from ensemble_otel._ratelog import RateLimitedLog
 from ensemble_otel._time import parse_iso
 from ensemble_otel.health.buckets import BUCKET_STATE, PERIODS, file_name
-from ensemble_otel.health.views import AT, View
+from ensemble_otel.health.views import AT, STATE_ATTRS, View
 from ensemble_otel.jsonl import JsonJournal, JsonlAppender, dumps_line, last_line
 
 _log = logging.getLogger("ensemble_otel")
@@ -53,6 +53,35 @@ def read_json_line(line: bytes) -> Any:
     return orjson.loads(line)
 
 
+VIEW_FORMAT = 1  # compact states list views.STATE_ATTRS in this order
+
+
+def compact(view: View, strategy_id: str, seq: int) -> dict[str, Any]:
+    """A bucket close's journal line: the view itself (a list in STATE_ATTRS order), with
+    what readers look at first beside it. Expanded by :func:`expand`."""
+    return {"version": STATE_VERSION, "strategy_id": strategy_id, "seq": seq,
+            "last_ts": view[_LAST_TS], "view_format": VIEW_FORMAT, "view": view}
+
+
+def expand(saved: Any) -> Any:
+    """A saved state as the state document, whichever form it was saved in."""
+    if not isinstance(saved, dict) or "view" not in saved:
+        return saved
+    values = saved["view"]
+    if (saved.get("view_format") != VIEW_FORMAT or not isinstance(values, list)
+            or len(values) != len(STATE_ATTRS)):
+        raise ValueError(f"state view in an unknown form (view_format "
+                         f"{saved.get('view_format')!r}, {len(values)} values)")
+    values[_UNWRITTEN] = tuple(tuple(item) for item in values[_UNWRITTEN] or ())
+    if values[_LAST_TS] is None:
+        values[_LAST_TS] = -_INF
+    state = state_from(tuple(values), saved.get("strategy_id"))  # type: ignore[arg-type]
+    state["seq"] = saved.get("seq", 0)
+    return state
+
+
+_LAST_TS = AT["last_ts"]
+_UNWRITTEN = AT["_unwritten"]
 _HOUR_KEYS = tuple(_BUCKET_AT["1h"])
 _HOUR_GET = operator.itemgetter(*_BUCKET_AT["1h"].values())
 _DAY_KEYS = tuple(_BUCKET_AT["24h"])
@@ -150,8 +179,8 @@ def read_saved_state(state_path: Path) -> dict[str, Any] | None:
     for read in (state_path.read_bytes, journal.newest_entry):
         try:
             data = read()
-            state = None if data is None else read_json_line(data)
-        except (OSError, ValueError):
+            state = None if data is None else expand(read_json_line(data))
+        except (OSError, ValueError, TypeError):
             continue
         if isinstance(state, dict):
             found.append(state)
@@ -223,6 +252,24 @@ class Store:
             return False
         return True
 
+    def journal_view(self, view: View) -> bool:
+        """A bucket close's write-ahead line (the caller holds ``lock``): the whole view
+        after the close, in compact form. Fails soft like :meth:`save`."""
+        try:
+            self.seq += 1
+            hook = self.hook
+            if hook is not None:
+                hook("close:before-journal")
+            self.journal.append(compact(view, self.strategy_id, self.seq))
+            if hook is not None:
+                hook("close:after-journal")
+        except OSError as exc:
+            self._errors.log(logging.ERROR, "ensemble-otel health: cannot write state %s: %s "
+                             "(the bot keeps running; retried at every beat, reported at most "
+                             "once a minute)", self.state_path, exc)
+            return False
+        return True
+
     def append(self, items: tuple[tuple[str, str, dict[str, Any]], ...]) -> None:
         """Append closed buckets' records (period, file name, record) to their files."""
         for i, (period, name, record) in enumerate(items):
@@ -255,7 +302,7 @@ class Store:
                     if line is None:
                         continue
                     data = line
-                state = read_json_line(data)
+                state = expand(read_json_line(data))
                 if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
                     raise ValueError("unknown state version")
                 if state.get("strategy_id") != self.strategy_id:

@@ -198,10 +198,13 @@ def test_a_journalled_record_missing_from_its_file_is_appended_on_restart(
         [record] = cap.health.maybe_emit(at(1, 10), equity=101.0)
         shutil.copytree(live, crashed, ignore=shutil.ignore_patterns("*.lock"))
         monkeypatch.undo()
+    from ensemble_otel.health import read_saved_state
+
     journal = _state_path(crashed).with_name("s1.json.wal")
-    state = orjson.loads(journal.read_bytes().splitlines()[-1])
-    assert [item[2] for item in state["unwritten"]] == [record]
-    if form == "line":
+    assert orjson.loads(journal.read_bytes().splitlines()[-1])["view"]  # the compact form
+    state = read_saved_state(_state_path(crashed))
+    assert state is not None and [item[2] for item in state["unwritten"]] == [record]
+    if form == "line":  # the whole-document form, records as lines (older versions)
         state["unwritten"] = [[p, n, orjson.dumps(r).decode()] for p, n, r in state["unwritten"]]
         journal.write_bytes(orjson.dumps(state) + b"\n")
     assert snapshot_records(crashed, "1h", "s1") == []
