@@ -272,12 +272,14 @@ class Store:
 
     def append(self, items: tuple[tuple[str, str, dict[str, Any]], ...]) -> None:
         """Append closed buckets' records (period, file name, record) to their files."""
+        hook, named, append = self.hook, self._named, self.appender.append
         for i, (period, name, record) in enumerate(items):
-            if i:
-                self.step("close:between-appends")
-            path = self._named.get((period, name)) or self.dirs[period] / name
-            self.appender.append(path, dumps_line(record))
-        self.step("close:after-appends")
+            if i and hook is not None:
+                hook("close:between-appends")
+            path = named.get((period, name)) or self.dirs[period] / name
+            append(path, dumps_line(record))
+        if hook is not None:
+            hook("close:after-appends")
 
     def close(self) -> None:
         with self.lock, contextlib.suppress(OSError):
