@@ -2,8 +2,10 @@
 
 Files (under ``<root>/state/health/``): ``<strategy>.json`` holds a whole state (replaced
 atomically by beats and shutdown); ``<strategy>.json.wal`` the states saved at bucket
-closes since, one line each (see :class:`~ensemble_otel.jsonl.JsonJournal`). Each state
-carries a ``seq``: the newest of the file and the journal's last whole line wins.
+closes since, one line each (see :class:`~ensemble_otel.jsonl.JsonJournal`), in compact
+form: the state view itself as a list (``compact``; ``expand`` makes the document again,
+and readers take either form). Each state carries a ``seq``: the newest of the file and
+the journal's last whole line wins.
 
 The rules that make every bucket's record reach its file exactly once:
 
