@@ -137,8 +137,8 @@ class HealthSnapshotEmitter(Ledger):
             # write-ahead (store.py, rule 1): the state names the records before they are
             # appended, so a crash in between leaves a state never behind the files
             with store.lock:
-                view = take(self)  # whole: no bar is under way on this thread
-                if self._active and store.save(state_from(view, s.strategy_id), journal=True):
+                # whole: no bar is under way on this thread
+                if self._active and store.journal_view(take(self)):
                     self._saved_ts = self.last_ts
             store.append(self._unwritten)
             self._unwritten = ()

@@ -2,8 +2,10 @@
 
 Files (under ``<root>/state/health/``): ``<strategy>.json`` holds a whole state (replaced
 atomically by beats and shutdown); ``<strategy>.json.wal`` the states saved at bucket
-closes since, one line each (see :class:`~ensemble_otel.jsonl.JsonJournal`). Each state
-carries a ``seq``: the newest of the file and the journal's last whole line wins.
+closes since, one line each (see :class:`~ensemble_otel.jsonl.JsonJournal`), in compact
+form: the state view itself as a list (``compact``; ``expand`` makes the document again,
+and readers take either form). Each state carries a ``seq``: the newest of the file and
+the journal's last whole line wins.
 
 The rules that make every bucket's record reach its file exactly once:
 
@@ -39,7 +41,7 @@ from ensemble_otel._time import parse_iso
 from ensemble_otel._validate_fields import check_field
 from ensemble_otel.contract.registry import HEALTH_1H, HEALTH_24H, Field
 from ensemble_otel.health.buckets import BUCKET_STATE, PERIODS
-from ensemble_otel.health.views import AT, View
+from ensemble_otel.health.views import AT, STATE_ATTRS, View
 from ensemble_otel.jsonl import JsonJournal, JsonlAppender, dumps_line, last_line
 
 _log = logging.getLogger("ensemble_otel")
@@ -57,6 +59,35 @@ def read_json_line(line: bytes) -> Any:
     return orjson.loads(line)
 
 
+VIEW_FORMAT = 1  # compact states list views.STATE_ATTRS in this order
+
+
+def compact(view: View, strategy_id: str, seq: int) -> dict[str, Any]:
+    """A bucket close's journal line: the view itself (a list in STATE_ATTRS order), with
+    what readers look at first beside it. Expanded by :func:`expand`."""
+    return {"version": STATE_VERSION, "strategy_id": strategy_id, "seq": seq,
+            "last_ts": view[_LAST_TS], "view_format": VIEW_FORMAT, "view": view}
+
+
+def expand(saved: Any) -> Any:
+    """A saved state as the state document, whichever form it was saved in."""
+    if not isinstance(saved, dict) or "view" not in saved:
+        return saved
+    values = saved["view"]
+    if (saved.get("view_format") != VIEW_FORMAT or not isinstance(values, list)
+            or len(values) != len(STATE_ATTRS)):
+        raise ValueError(f"state view in an unknown form (view_format "
+                         f"{saved.get('view_format')!r}, {len(values)} values)")
+    values[_UNWRITTEN] = tuple(tuple(item) for item in values[_UNWRITTEN] or ())
+    if values[_LAST_TS] is None:
+        values[_LAST_TS] = -_INF
+    state = state_from(tuple(values), saved.get("strategy_id"))  # type: ignore[arg-type]
+    state["seq"] = saved.get("seq", 0)
+    return state
+
+
+_LAST_TS = AT["last_ts"]
+_UNWRITTEN = AT["_unwritten"]
 _HOUR_KEYS = tuple(_BUCKET_AT["1h"])
 _HOUR_GET = operator.itemgetter(*_BUCKET_AT["1h"].values())
 _DAY_KEYS = tuple(_BUCKET_AT["24h"])
@@ -154,8 +185,8 @@ def read_saved_state(state_path: Path) -> dict[str, Any] | None:
     for read in (state_path.read_bytes, journal.newest_entry):
         try:
             data = read()
-            state = None if data is None else read_json_line(data)
-        except (OSError, ValueError):
+            state = None if data is None else expand(read_json_line(data))
+        except (OSError, ValueError, TypeError):
             continue
         if isinstance(state, dict):
             found.append(state)
@@ -226,14 +257,34 @@ class Store:
             return False
         return True
 
+    def journal_view(self, view: View) -> bool:
+        """A bucket close's write-ahead line (the caller holds ``lock``): the whole view
+        after the close, in compact form. Fails soft like :meth:`save`."""
+        try:
+            self.seq += 1
+            hook = self.hook
+            if hook is not None:
+                hook("close:before-journal")
+            self.journal.append(compact(view, self.strategy_id, self.seq))
+            if hook is not None:
+                hook("close:after-journal")
+        except OSError as exc:
+            self._errors.log(logging.ERROR, "ensemble-otel health: cannot write state %s: %s "
+                             "(the bot keeps running; retried at every beat, reported at most "
+                             "once a minute)", self.state_path, exc)
+            return False
+        return True
+
     def append(self, items: tuple[tuple[str, str, dict[str, Any]], ...]) -> None:
         """Append closed buckets' records (period, file name, record) to their files."""
+        hook, named, append = self.hook, self._named, self.appender.append
         for i, (period, name, record) in enumerate(items):
-            if i:
-                self.step("close:between-appends")
-            path = self._named.get((period, name)) or self.dirs[period] / name
-            self.appender.append(path, dumps_line(record))
-        self.step("close:after-appends")
+            if i and hook is not None:
+                hook("close:between-appends")
+            path = named.get((period, name)) or self.dirs[period] / name
+            append(path, dumps_line(record))
+        if hook is not None:
+            hook("close:after-appends")
 
     def close(self) -> None:
         with self.lock, contextlib.suppress(OSError):
@@ -258,7 +309,7 @@ class Store:
                     if line is None:
                         continue
                     data = line
-                state = read_json_line(data)
+                state = expand(read_json_line(data))
                 if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
                     raise ValueError("unknown state version")
                 if state.get("strategy_id") != self.strategy_id:

@@ -198,10 +198,13 @@ def test_a_journalled_record_missing_from_its_file_is_appended_on_restart(
         [record] = cap.health.maybe_emit(at(1, 10), equity=101.0)
         shutil.copytree(live, crashed, ignore=shutil.ignore_patterns("*.lock", ".*.tmp"))
         monkeypatch.undo()
+    from ensemble_otel.health import read_saved_state
+
     journal = _state_path(crashed).with_name("s1.json.wal")
-    state = orjson.loads(journal.read_bytes().splitlines()[-1])
-    assert [item[2] for item in state["unwritten"]] == [record]
-    if form == "line":
+    assert orjson.loads(journal.read_bytes().splitlines()[-1])["view"]  # the compact form
+    state = read_saved_state(_state_path(crashed))
+    assert state is not None and [item[2] for item in state["unwritten"]] == [record]
+    if form == "line":  # the whole-document form, records as lines (older versions)
         state["unwritten"] = [[p, n, orjson.dumps(r).decode()] for p, n, r in state["unwritten"]]
         journal.write_bytes(orjson.dumps(state) + b"\n")
     assert snapshot_records(crashed, "1h", "s1") == []
@@ -214,3 +217,49 @@ def test_a_journalled_record_missing_from_its_file_is_appended_on_restart(
         cap.health.maybe_emit(at(2, 10), equity=102.0)
     assert [r["ts"] for r in snapshot_records(crashed, "1h", "s1")] == [
         "2024-03-01T00:00:00Z", "2024-03-01T01:00:00Z"]
+
+
+def test_a_version_1_state_continues_like_the_version_2_it_became(tmp_path: Path) -> None:
+    """Version 1 counted the open hour in the day bucket and the totals; a restart from such
+    a state gives the same records as one from the version-2 state of the same moment."""
+    roots = {v: tmp_path / f"v{v}" for v in (1, 2)}
+    for root in roots.values():
+        with capture(root=root, strategy_id="s1") as cap:
+            for minute in range(0, 150, 20):  # hours 0-2, hour 2 open
+                cap.health.maybe_emit(at(0, minute), equity=100.0 + minute, risk_breaches=1,
+                                      traded_notional=2.0, risk_warnings=minute % 3)
+    state = orjson.loads(_state_path(roots[1]).read_bytes())
+    hour, day = state["buckets"]["1h"], state["buckets"]["24h"]
+    assert hour["bars"] == 2 and day["bars"] == 6
+    for key, total in (("bars", "total_bars"), ("notional", "total_notional"),
+                       ("breaches", "total_breaches"), ("warnings", "total_warnings")):
+        day[key] += hour[key]
+        state[total] += hour[key]
+    state["version"] = 1
+    _state_path(roots[1]).write_bytes(orjson.dumps(state))
+    for root in roots.values():
+        with capture(root=root, strategy_id="s1") as cap:
+            cap.health.maybe_emit(at(2, 50), equity=90.0, risk_breaches=1, traded_notional=3.0)
+            cap.health.maybe_emit(at(0, 10, days=1), equity=95.0)
+            assert cap.metric(names.BARS).value == 10
+            assert cap.metric(names.RISK_BREACHES).value == 9
+    for period in ("1h", "24h"):
+        assert snapshot_records(roots[1], period, "s1") == snapshot_records(roots[2], period, "s1")
+    [day0] = snapshot_records(roots[1], "24h", "s1")
+    assert (day0["bars"], day0["risk_breaches"], day0["traded_notional"]) == (9, 9, 19.0)
+
+
+def test_a_journal_without_a_state_file_is_restored(tmp_path: Path) -> None:
+    """A crash before the first beat's save leaves only the journal: the restart continues
+    from its newest line (the bars of the closed hours count, the open hour's died)."""
+    import shutil
+
+    live, crashed = tmp_path / "live", tmp_path / "crashed"
+    with capture(root=live, strategy_id="s1", heartbeat_interval=3600) as cap:
+        for minute in range(0, 130, 20):
+            cap.health.maybe_emit(at(0, minute), equity=100.0 + minute)
+        shutil.copytree(live, crashed, ignore=shutil.ignore_patterns("*.lock"))
+    assert not _state_path(crashed).exists()
+    with capture(root=crashed, strategy_id="s1", heartbeat_interval=3600) as cap:
+        assert cap.health.last_ts == at(1, 40)  # the last bar before the newest close
+        assert cap.health.total_bars == 6 and cap.health.peak == 200.0
