@@ -26,6 +26,7 @@ import orjson
 from ensemble_otel._time import iso_seconds
 from ensemble_otel.cli import strategy_id
 from ensemble_otel.contract.registry import HEALTH_1H, HEALTH_24H, RecordKind
+from ensemble_otel.health.store import expand
 from ensemble_otel.heartbeat import DEFAULT_MAX_SKEW
 from ensemble_otel.heartbeat_cli import Verdict, assess
 from ensemble_otel.paths import heartbeat_path, journal_path, scan, state_path, strategies
@@ -87,10 +88,10 @@ def saved_state(root: Path, sid: str, problems: list[str]) -> dict[str, Any] | N
             data = read()
             if data is None:
                 continue
-            state = _json(data)
+            state = expand(_json(data))
         except FileNotFoundError:
             continue
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
             problems.append(f"{where.relative_to(root)}: unreadable: {exc}")
             continue
         if isinstance(state, dict):

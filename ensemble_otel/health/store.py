@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from ensemble_otel import paths
+from ensemble_otel import paths, safe_fs
 from ensemble_otel._ratelog import RateLimitedLog
 from ensemble_otel._time import parse_iso
 from ensemble_otel._validate_fields import check_field
@@ -59,6 +59,7 @@ def read_json_line(line: bytes) -> Any:
     return orjson.loads(line)
 
 
+STATE_MAX_BYTES = 16 << 20  # a state file is kilobytes; a bigger one is not ours
 VIEW_FORMAT = 1  # compact states list views.STATE_ATTRS in this order
 
 
@@ -182,7 +183,7 @@ def read_saved_state(state_path: Path) -> dict[str, Any] | None:
     closes), whichever has the higher ``seq``; None when neither can be read."""
     found = []
     journal = JsonJournal(state_path)
-    for read in (state_path.read_bytes, journal.newest_entry):
+    for read in (lambda: safe_fs.read_file(state_path, STATE_MAX_BYTES), journal.newest_entry):
         try:
             data = read()
             state = None if data is None else expand(read_json_line(data))
@@ -303,7 +304,7 @@ class Store:
                 if path == self.state_path:
                     if not path.exists():
                         continue
-                    data = path.read_bytes()
+                    data = safe_fs.read_file(path, STATE_MAX_BYTES)
                 else:
                     line = self.journal.newest_entry()
                     if line is None:

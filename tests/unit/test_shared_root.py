@@ -327,3 +327,24 @@ def test_another_users_health_directory_with_a_journal_symlink(
         cap.events.emit("tick")
     _untouched(victim, KEY)
     assert [r["ts"][11:13] for r in snapshot_records(shared_root, "1h", "s1")] == ["00"]
+
+
+def test_state_file_symlink_is_not_read_at_configure(tmp_path: Path) -> None:
+    """A state file planted as a link to another strategy's state (or any file that reads as
+    one) is never followed: the link is moved aside, the target is untouched and not used."""
+    other = tmp_path / "other"
+    with capture(root=other, strategy_id="s1") as cap:  # a state the attacker points at
+        cap.health.maybe_emit(at(0, 1), equity=1.0)
+        cap.health.maybe_emit(at(1, 1), equity=500.0)
+    target = other / "state" / "health" / "s1.json"
+    before = target.read_bytes()
+    root = tmp_path / "root"
+    state = root / "state" / "health" / "s1.json"
+    state.parent.mkdir(parents=True)
+    state.symlink_to(target)
+    with capture(root=root, strategy_id="s1") as cap:
+        cap.health.maybe_emit(at(0, 1), equity=7.0)  # not "already recorded" by the link
+        cap.health.maybe_emit(at(1, 1), equity=8.0)
+    assert target.read_bytes() == before
+    assert [r["equity"] for r in snapshot_records(root, "1h", "s1")] == [7.0]
+    assert (state.parent / "s1.json.corrupt").is_symlink()

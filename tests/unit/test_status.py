@@ -169,3 +169,28 @@ def test_json_with_a_non_utf8_strategy_directory(tmp_path: Path,
     doc = json.loads(out)
     assert doc["strategies"][0]["strategy_id"] == "s-\\xff"
     assert doc["strategies"][0]["last"]["1h"]["equity"] == 1
+
+
+def test_open_buckets_from_a_compact_journal_line(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed after a bucket close with no later state save: the newest state is the close's
+    compact journal line (the view as a list), which status expands like the state loader."""
+    root = tmp_path / "root"
+    bot = BOT.replace("t.health.save_state()\n", "")
+    env = {**os.environ, "PAPER_TRADING_ROOT": str(root), "OTEL_SDK_DISABLED": "false",
+           "ENSEMBLE_HEARTBEAT_INTERVAL": "3600"}
+    env.pop("ENSEMBLE_STRATEGY_ID", None)
+    done = subprocess.run([sys.executable, "-c", bot], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert "done" in done.stdout, done.stderr
+    newest = journal_path(state_path(root, SID)).read_bytes().splitlines()[-1]
+    assert b'"view"' in newest  # the close journals the compact form
+    code, out, _ = _main(["status", "--root", str(root), "--format", "json", "--no-pid"],
+                         capsys)
+    (s,) = json.loads(out)["strategies"]
+    # the two closed hours are in the journalled day bucket; the bars after the close were
+    # never saved (the bot died before its next beat), so no open hour is claimed
+    assert s["open"]["24h"]["bars"] == 12
+    assert s["open"]["24h"]["equity"] == pytest.approx(1036.0)
+    assert s["open"]["1h"] is None
+    assert s["last"]["1h"]["ts"] == "2024-03-01T01:00:00Z"
