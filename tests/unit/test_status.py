@@ -185,7 +185,7 @@ def test_open_buckets_from_a_compact_journal_line(tmp_path: Path,
     assert "done" in done.stdout, done.stderr
     newest = journal_path(state_path(root, SID)).read_bytes().splitlines()[-1]
     assert b'"view"' in newest  # the close journals the compact form
-    code, out, _ = _main(["status", "--root", str(root), "--format", "json", "--no-pid"],
+    _, out, _ = _main(["status", "--root", str(root), "--format", "json", "--no-pid"],
                          capsys)
     (s,) = json.loads(out)["strategies"]
     # the two closed hours are in the journalled day bucket; the bars after the close were
