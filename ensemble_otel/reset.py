@@ -94,15 +94,20 @@ def _remove_entry(dir_fd: int, name: str) -> None:
     os.rmdir(name, dir_fd=dir_fd)
 
 
-def remove_strategy_files(root: Path, strategy_id: str, *, keep_lock: bool = True) -> list[Path]:
+def remove_strategy_files(root: Path, strategy_id: str, *, keep_lock: bool = True,
+                          temps_only: bool = False) -> list[Path]:
     """Remove the strategy's files under ``root`` (see the module's docstring); return them.
 
-    The caller holds the strategy's lock (``configure(fresh=True)``) or :func:`reset`
-    takes it. Raises :class:`ResetError` on a symlinked directory.
+    ``temps_only``: only the temp files of replacements cut short by a crash (what every
+    start of the strategy's writer clears). The caller holds the strategy's lock
+    (``configure()``) or :func:`reset` takes it. Raises :class:`ResetError` on a symlinked
+    directory.
     """
     validate_strategy_id(strategy_id)
     removed: list[Path] = []
     for parts, names in _targets(strategy_id):
+        if temps_only and not isinstance(names, re.Pattern):
+            continue
         with _opened_dir(Path(root), parts) as fd:
             if fd is None:
                 continue

@@ -38,7 +38,7 @@ from ensemble_otel.events import EventLog, bridge_stdlib_logging
 from ensemble_otel.health import HealthSnapshotEmitter
 from ensemble_otel.heartbeat import Heartbeat, HeartbeatFileExporter
 from ensemble_otel.jsonl import JsonlAppender
-from ensemble_otel.reset import remove_strategy_files
+from ensemble_otel.reset import ResetError, remove_strategy_files
 from ensemble_otel.resource import build_resource, instance_id
 from ensemble_otel.settings import Settings
 
@@ -69,6 +69,16 @@ def views() -> list[View]:
 
 
 
+def _clear_leftover_temps(settings: Settings) -> None:
+    """Temp files of replacements a crash cut short (heartbeat, state): the previous
+    writer's, as this one holds the lock. A failure here never stops the start."""
+    try:
+        remove_strategy_files(settings.root, settings.strategy_id, temps_only=True)
+    except (OSError, ResetError) as exc:
+        _log.warning("ensemble-otel: leftover temp files of %s not cleared: %s",
+                     settings.strategy_id, exc)
+
+
 class Telemetry:
     """One process's telemetry: heartbeat, health snapshots, events, OTel providers.
 
@@ -93,8 +103,11 @@ class Telemetry:
         safe_fs.guard_root(settings.root)  # files below it: no symlink followed; warn if shared
         self._lock = _StrategyLock(settings)
         try:
-            if settings.fresh:  # under the lock: no live writer of this strategy meanwhile
+            # under the lock: no live writer of this strategy meanwhile
+            if settings.fresh:
                 remove_strategy_files(settings.root, settings.strategy_id, keep_lock=True)
+            else:
+                _clear_leftover_temps(settings)
             self._start(settings, metric_readers, log_exporters)
         except BaseException:
             self._abandon()

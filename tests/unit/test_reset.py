@@ -200,3 +200,22 @@ def test_reset_removes_temp_files_cut_short_under_either_naming(tmp_path: Path) 
     left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.tmp"))
     assert left == ["logs/heartbeat/.s10.json.0123456789abcdef.tmp",
                     "state/health/.s10.json.0123456789abcdef.tmp"]
+
+
+def test_a_start_clears_its_strategys_leftover_temp_files(tmp_path: Path) -> None:
+    """A SIGKILL during an atomic replacement leaves `.<name>.<16 hex>.tmp`: the next
+    writer of that strategy (it holds the lock) removes its own, never another's."""
+    from ensemble_otel.testing import capture
+
+    root = tmp_path / "root"
+    leftovers = [root / "state" / "health" / ".s1.json.0123456789abcdef.tmp",
+                 root / "logs" / "heartbeat" / ".s1.json.fedcba9876543210.tmp"]
+    others = [root / "state" / "health" / ".s2.json.0123456789abcdef.tmp",
+              root / "logs" / "heartbeat" / ".s1.json.notatemp.tmp",
+              root / "state" / "health" / "s1.json.keep"]
+    for path in leftovers + others:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"{}")
+    with capture(root=root, strategy_id="s1"):
+        assert [p for p in leftovers if p.exists()] == []
+        assert all(p.exists() for p in others)
