@@ -258,7 +258,7 @@ def test_a_journal_without_a_state_file_is_restored(tmp_path: Path) -> None:
     with capture(root=live, strategy_id="s1", heartbeat_interval=3600) as cap:
         for minute in range(0, 130, 20):
             cap.health.maybe_emit(at(0, minute), equity=100.0 + minute)
-        shutil.copytree(live, crashed, ignore=shutil.ignore_patterns("*.lock"))
+        shutil.copytree(live, crashed, ignore=shutil.ignore_patterns("*.lock", ".*.tmp"))
     assert not _state_path(crashed).exists()
     with capture(root=crashed, strategy_id="s1", heartbeat_interval=3600) as cap:
         assert cap.health.last_ts == at(1, 40)  # the last bar before the newest close
