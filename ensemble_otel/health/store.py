@@ -252,11 +252,15 @@ class Store:
                 self.journal.replace(state, fsync=fsync)
                 self.step("save:after-replace")
         except OSError as exc:
-            self._errors.log(logging.ERROR, "ensemble-otel health: cannot write state %s: %s "
-                             "(the bot keeps running; retried at every beat, reported at most "
-                             "once a minute)", self.state_path, exc)
-            return False
+            return self._write_failed(exc)
         return True
+
+    def _write_failed(self, exc: OSError) -> bool:
+        """A state or journal write failed: one error a minute; the bot keeps running."""
+        self._errors.log(logging.ERROR, "ensemble-otel health: cannot write state %s: %s "
+                         "(the bot keeps running; retried at every beat, reported at most "
+                         "once a minute)", self.state_path, exc)
+        return False
 
     def journal_view(self, view: View) -> bool:
         """A bucket close's write-ahead line (the caller holds ``lock``): the whole view
@@ -270,10 +274,7 @@ class Store:
             if hook is not None:
                 hook("close:after-journal")
         except OSError as exc:
-            self._errors.log(logging.ERROR, "ensemble-otel health: cannot write state %s: %s "
-                             "(the bot keeps running; retried at every beat, reported at most "
-                             "once a minute)", self.state_path, exc)
-            return False
+            return self._write_failed(exc)
         return True
 
     def append(self, items: tuple[tuple[str, str, dict[str, Any]], ...]) -> None:
