@@ -7,7 +7,7 @@ Formatters (unix seconds -> ISO-8601 UTC ending in ``Z``):
 - :func:`iso_seconds`: always whole seconds, the fraction cut off: status, report, demo;
 - :func:`iso_micro`: always microseconds: the heartbeat and events ``ts``.
 
-Whole seconds go through a day cache: bucket closes and events format the same day again
+Whole seconds go through an hour cache: bucket closes and events format the same day again
 and again, and both are on the bot's path.
 
 Parsers: :func:`parse_iso` / :func:`parse_datetime` read any of these back, and what
@@ -18,6 +18,7 @@ rule of a record's timestamp (the contract's pattern, on a calendar date).
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime, timezone
 from functools import lru_cache
@@ -26,7 +27,8 @@ from ensemble_otel.contract.registry import UTC_TIMESTAMP_PATTERN
 
 UTC = timezone.utc
 _DAY = 86400
-_day_cache: list[tuple[float, str]] = [(-1.0, "")]  # [(day number, "YYYY-MM-DDT")]: one swap
+_day_cache: list[tuple[float, str]] = [(math.nan, "")]  # [(day number, "YYYY-MM-DDT")]: one swap
+_hour_cache: list[tuple[float, str]] = [(math.nan, "")]  # [(hour number, "YYYY-MM-DDTHH:")]
 _HOURS = [f"{h:02d}:" for h in range(24)]
 _MMSS: list[str] = []  # "MM:SSZ" for each second of an hour, made on first use
 _MICRO = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -35,18 +37,29 @@ _SECONDS = "%Y-%m-%dT%H:%M:%SZ"
 
 def iso(unix: float) -> str:
     """``unix`` seconds as ISO-8601 UTC: whole seconds when whole, microseconds otherwise."""
-    day, rest = divmod(unix, _DAY)
-    if rest == int(rest):  # a whole second: from the day cache (the closing bar's path)
-        cached, prefix = _day_cache[0]
-        if cached != day:
-            prefix = datetime.fromtimestamp(day * _DAY, tz=UTC).strftime("%Y-%m-%dT")
-            _day_cache[0] = (day, prefix)
-        if not _MMSS:
-            _MMSS.extend(f"{m:02d}:{s:02d}Z" for m in range(60) for s in range(60))
-        hour, second = divmod(int(rest), 3600)
-        return prefix + _HOURS[hour] + _MMSS[second]
+    hour, rest = divmod(unix, 3600)
+    second = int(rest)
+    if rest == second:  # a whole second: from the hour cache (the closing bar's path)
+        cached, prefix = _hour_cache[0]
+        if cached != hour:
+            prefix = _hour_prefix(hour)
+        return prefix + _MMSS[second]
     dt = datetime.fromtimestamp(unix, tz=UTC)
     return dt.strftime(_MICRO if dt.microsecond else _SECONDS)
+
+
+def _hour_prefix(hour: float) -> str:
+    """``YYYY-MM-DDTHH:`` of hour number ``hour``, kept as the hour cache's one entry."""
+    day, h = divmod(int(hour), 24)
+    cached, prefix = _day_cache[0]
+    if cached != day:
+        prefix = datetime.fromtimestamp(day * _DAY, tz=UTC).strftime("%Y-%m-%dT")
+        _day_cache[0] = (day, prefix)
+    if not _MMSS:
+        _MMSS.extend(f"{m:02d}:{s:02d}Z" for m in range(60) for s in range(60))
+    prefix += _HOURS[h]
+    _hour_cache[0] = (hour, prefix)
+    return prefix
 
 
 def iso_seconds(unix: float) -> str:

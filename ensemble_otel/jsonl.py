@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 MAX_PENDING_LINES = 10_000
+MAX_OPEN_FILES = 8  # descriptors an appender keeps open (a few streams, each on its newest file)
 MAX_DOCUMENT_BYTES = 16 << 20  # read_json: a state or heartbeat file is a few KiB
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 _OPTS = orjson.OPT_APPEND_NEWLINE
@@ -258,10 +259,7 @@ class JsonlAppender:
         now = time.monotonic()
         if refusal is not None and now - refusal[0] < self._error_interval:
             raise refusal[1]  # refused lately: not checked again on every line
-        if len(self._fds) >= 4:  # partitions roll over: keep only a few descriptors open
-            for old in list(self._fds)[:-2]:
-                os.close(self._fds.pop(old))
-            self._last = (None, -1)
+        self._evict(path)
         try:
             fd = self._open_new(path)
         except UnsafePathError as exc:
@@ -275,6 +273,18 @@ class JsonlAppender:
         self._refusals.pop(path, None)
         self._fds[path] = fd
         return fd
+
+    def _evict(self, path: Path) -> None:
+        """Before ``path`` opens: close the files of its directory (partitions roll over,
+        the older one is done with) and, past ``MAX_OPEN_FILES``, the oldest opened."""
+        fds = self._fds
+        stale = [p for p in fds if p.parent == path.parent]
+        others = [p for p in fds if p.parent != path.parent]
+        stale += others[:len(others) - (MAX_OPEN_FILES - 1)]  # the oldest, past the limit
+        if stale:
+            for old in stale:
+                os.close(fds.pop(old))
+            self._last = (None, -1)
 
     @staticmethod
     def _open_new(path: Path) -> int:

@@ -29,12 +29,13 @@ from ensemble_otel.health.copies import COPY_TIMEOUT, Copies
 from ensemble_otel.health.ledger import Ledger
 from ensemble_otel.health.restore import restore
 from ensemble_otel.health.store import Store, state_from
-from ensemble_otel.health.views import record, take
-from ensemble_otel.jsonl import JsonlAppender
+from ensemble_otel.health.views import View, record, take
+from ensemble_otel.jsonl import JsonlAppender, dumps_line
 from ensemble_otel.settings import Settings
 
 _log = logging.getLogger("ensemble_otel")
 _INF = math.inf
+Unwritten = tuple[str, str, dict[str, Any]]  # (period, file name, record)
 
 
 class HealthSnapshotEmitter(Ledger):
@@ -75,7 +76,7 @@ class HealthSnapshotEmitter(Ledger):
         self.settings = settings
         self._reader = snapshot_reader  # kept for the SDK pipeline; records never collect
         self._init_ledger(strict=bool(getattr(settings, "strict", False)))
-        self._unwritten: tuple[tuple[str, str, dict[str, Any]], ...] = ()  # closed, unappended
+        self._unwritten: tuple[Unwritten, ...] = ()  # closed buckets' records, unappended
         self._store = Store(settings.root, settings.state_path, settings.strategy_id, appender)
         self.state_path: Path = self._store.state_path
         self._drops = RateLimitedLog(_log, 60.0)
@@ -97,7 +98,7 @@ class HealthSnapshotEmitter(Ledger):
 
     def _close(self, t: float) -> list[dict[str, Any]]:
         """A bar at ``t`` opened a later hour: record what it closes, open its buckets."""
-        copies, store, s = self._copies, self._store, self.settings
+        copies, store = self._copies, self._store
         copies.bar_ident = get_ident()
         # the state before the close, whole (no bar is under way): what other threads read
         # while the close runs, and the view the records' levels come from
@@ -109,40 +110,49 @@ class HealthSnapshotEmitter(Ledger):
         self._rolling = True
         try:
             closed = self._roll(hour_start, day_start)
-            written: list[dict[str, Any]] = []
-            items: list[tuple[str, str, dict[str, Any]]] = []
-            for b in closed:
-                rec = record(b, before, self.first_equity, self.refused - b.refused_base,
-                             s.strategy_id, s.schema_version)
-                if b.start > b.last_written:
-                    items.append((b.period, store.path(b.period, b.start).name, rec))
-                    b.last_written = b.start
-                    written.append(rec)
-                else:
-                    _log.info("ensemble-otel health: %s bucket %s already on disk; not written "
-                              "again", b.period, rec["ts"])
-                b.prev_close = rec["equity"]
-                b.last_pnl = rec["pnl"]
-                b.last_turnover = rec["turnover"]
-                b.last_start = b.start
-                b.refused_base = self.refused
+            items = self._records(closed, before) if closed else ()
             self._open(hour_start, day_start)
-            self._unwritten = tuple(items)  # before _rolling clears: a copy must carry them
+            self._unwritten = items  # before _rolling clears: a copy must carry them
         finally:
             self._rolls += 1
             self._rolling = False
         if self._copy_req:  # now: the save below may wait for the beat's save, which waits
             self._publish()  # for this copy
-        if closed:
-            # write-ahead (store.py, rule 1): the state names the records before they are
-            # appended, so a crash in between leaves a state never behind the files
-            with store.lock:
-                # whole: no bar is under way on this thread
-                if self._active and store.journal_view(take(self)):
-                    self._saved_ts = self.last_ts
-            store.append(self._unwritten)
-            self._unwritten = ()
-        return written
+        if not closed:
+            return []
+        # each record serialised once: its line goes to its file and, as it is, into the
+        # journal line that names it
+        lines = [dumps_line(rec) for _, _, rec in items]
+        # write-ahead (store.py, rule 1): the state names the records before they are
+        # appended, so a crash in between leaves a state never behind the files
+        with store.lock:
+            # whole: no bar is under way on this thread
+            if self._active and store.journal_view(take(self), lines):
+                self._saved_ts = self.last_ts
+        store.append(items, lines)
+        self._unwritten = ()
+        return [rec for _, _, rec in items]
+
+    def _records(self, closed: list[Any], before: View) -> tuple[Unwritten, ...]:
+        """The records of the closed buckets not on disk yet; each bucket remembers what
+        its record said (the next record's PnL starts there)."""
+        store, s, refused = self._store, self.settings, self.refused
+        items = []
+        for b in closed:
+            rec = record(b, before, self.first_equity, refused - b.refused_base,
+                         s.strategy_id, s.schema_version)
+            if b.start > b.last_written:
+                items.append((b.period, store.path(b.period, b.start).name, rec))
+                b.last_written = b.start
+            else:
+                _log.info("ensemble-otel health: %s bucket %s already on disk; not written "
+                          "again", b.period, rec["ts"])
+            b.prev_close = rec["equity"]
+            b.last_pnl = rec["pnl"]
+            b.last_turnover = rec["turnover"]
+            b.last_start = b.start
+            b.refused_base = refused
+        return tuple(items)
 
     def _publish(self) -> None:
         self._copies.publish()

@@ -25,6 +25,7 @@ from typing import Any
 from ensemble_otel.errors import BarError
 from ensemble_otel.health import checks
 from ensemble_otel.health.buckets import Bucket, closing, on_disk, starts, sums_stay_finite
+from ensemble_otel.health.checks import TS_MAX, TS_MIN
 
 _INF = math.inf
 # _dd_floor = peak * (1 - max_drawdown + margin): an absolute margin of 1e-12 of the peak is
@@ -166,8 +167,18 @@ class Ledger:
             if (s - s == 0.0 and equity > 1e-8 and traded_notional >= 0.0  # EQUITY_FLOOR
                     # each count in 0..COUNT_MAX: OR of ints >= 0 bounds each, any < 0 is < 0
                     and 0 <= (risk_breaches | risk_warnings | open_positions) <= 0xFFFFFFFF
-                    and self.last_ts < ts < self._hour_end
-                    and (n := self._h_notional + traded_notional) < self._n_cap):
+                    and self.last_ts < ts):
+                if not (ts < self._hour_end
+                        and (n := self._h_notional + traded_notional) < self._n_cap):
+                    # every field is valid but ts (in range or not): the general path
+                    # without the field-by-field check (a closing bar of a replay)
+                    if TS_MIN <= ts < TS_MAX:
+                        return self._checked(ts, equity, realized_pnl, unrealized_pnl,
+                                             traded_notional, risk_breaches, risk_warnings,
+                                             open_positions)
+                    return self._bar(ts, equity, realized_pnl, unrealized_pnl,
+                                     traded_notional, risk_breaches, risk_warnings,
+                                     open_positions)
                 self._writing = ts  # first store; last_ts is the last (see copies.py)
                 if equity > self.peak:
                     self.peak = equity
@@ -196,6 +207,10 @@ class Ledger:
         except Exception as exc:
             return self._refuse(checks.bar_error(
                 "bar", fields, f"could not be read ({type(exc).__name__})"))
+        return self._checked(*bar)
+
+    def _checked(self, *bar: Any) -> list[dict[str, Any]]:
+        """The general path of a bar whose fields are valid: drop, roll, apply."""
         t, equity, notional = bar[0], bar[1], bar[4]
         if t <= self.last_ts or on_disk(self._hour, self._day, t):
             self.dropped += 1

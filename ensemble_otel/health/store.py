@@ -63,11 +63,19 @@ STATE_MAX_BYTES = 16 << 20  # a state file is kilobytes; a bigger one is not our
 VIEW_FORMAT = 1  # compact states list views.STATE_ATTRS in this order
 
 
-def compact(view: View, strategy_id: str, seq: int) -> dict[str, Any]:
+def compact(view: View, strategy_id: str, seq: int,
+            lines: list[bytes] | None = None) -> dict[str, Any]:
     """A bucket close's journal line: the view itself (a list in STATE_ATTRS order), with
-    what readers look at first beside it. Expanded by :func:`expand`."""
+    what readers look at first beside it. Expanded by :func:`expand`. ``lines``: the
+    unwritten records already serialised (one per item, newline ended), taken as they are."""
+    values: Any = view
+    if lines:
+        values = list(view)
+        values[_UNWRITTEN] = [(period, name, orjson.Fragment(line[:-1]))
+                              for (period, name, _), line in zip(view[_UNWRITTEN], lines,
+                                                                 strict=True)]
     return {"version": STATE_VERSION, "strategy_id": strategy_id, "seq": seq,
-            "last_ts": view[_LAST_TS], "view_format": VIEW_FORMAT, "view": view}
+            "last_ts": view[_LAST_TS], "view_format": VIEW_FORMAT, "view": values}
 
 
 def expand(saved: Any) -> Any:
@@ -225,10 +233,13 @@ class Store:
         if path is None:
             if len(self._files) > 8:
                 self._files.clear()
-                self._named.clear()
             name = paths.partition_file(_KINDS[period], start)
-            path = self._files[key] = self.dirs[period] / name
-            self._named[(period, path.name)] = path
+            path = self._named.get((period, name))
+            if path is None:
+                if len(self._named) > 8:
+                    self._named.clear()
+                path = self._named[(period, name)] = self.dirs[period] / name
+            self._files[key] = path
         return path
 
     # -- saving --------------------------------------------------------------------------------
@@ -262,29 +273,32 @@ class Store:
                          "once a minute)", self.state_path, exc)
         return False
 
-    def journal_view(self, view: View) -> bool:
+    def journal_view(self, view: View, lines: list[bytes] | None = None) -> bool:
         """A bucket close's write-ahead line (the caller holds ``lock``): the whole view
-        after the close, in compact form. Fails soft like :meth:`save`."""
+        after the close, in compact form (``lines``: its unwritten records, serialised).
+        Fails soft like :meth:`save`."""
         try:
             self.seq += 1
             hook = self.hook
             if hook is not None:
                 hook("close:before-journal")
-            self.journal.append(compact(view, self.strategy_id, self.seq))
+            self.journal.append(compact(view, self.strategy_id, self.seq, lines))
             if hook is not None:
                 hook("close:after-journal")
         except OSError as exc:
             return self._write_failed(exc)
         return True
 
-    def append(self, items: tuple[tuple[str, str, dict[str, Any]], ...]) -> None:
-        """Append closed buckets' records (period, file name, record) to their files."""
+    def append(self, items: tuple[tuple[str, str, dict[str, Any]], ...],
+               lines: list[bytes] | None = None) -> None:
+        """Append closed buckets' records (period, file name, record) to their files
+        (``lines``: the records serialised, when they are already)."""
         hook, named, append = self.hook, self._named, self.appender.append
         for i, (period, name, record) in enumerate(items):
             if i and hook is not None:
                 hook("close:between-appends")
             path = named.get((period, name)) or self.dirs[period] / name
-            append(path, dumps_line(record))
+            append(path, lines[i] if lines is not None else dumps_line(record))
         if hook is not None:
             hook("close:after-appends")
 
