@@ -237,6 +237,7 @@ class JsonlAppender:
     def __init__(self, *, name: str = "jsonl", error_interval: float = 60.0) -> None:
         self._name = name
         self._fds: dict[Path, int] = {}
+        self._dirs: dict[Path, int] = {}  # directory -> descriptor (see _dir_fd)
         self._last: tuple[Path | None, int] = (None, -1)  # the file written last, its fd
         self._pending: deque[tuple[Path, bytes]] = deque()
         self._dropped = 0
@@ -286,20 +287,46 @@ class JsonlAppender:
                 os.close(fds.pop(old))
             self._last = (None, -1)
 
-    @staticmethod
-    def _open_new(path: Path) -> int:
+    def _open_new(self, path: Path) -> int:
         """Open ``path`` for appends (its directory reached safely) and repair its tail."""
-        dir_fd = safe_fs.open_dir(path.parent)
+        dir_fd = self._dir_fd(path.parent)
         try:
             fd = safe_fs.open_file(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, dir_fd=dir_fd)
-            try:
-                set_aside_torn_tail(fd, path, dir_fd=dir_fd)
-            except BaseException:
-                os.close(fd)
-                raise
-        finally:
-            os.close(dir_fd)
+        except FileNotFoundError:  # the directory was removed since: reach it again
+            self._drop_dir(path.parent)
+            dir_fd = self._dir_fd(path.parent)
+            fd = safe_fs.open_file(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, dir_fd=dir_fd)
+        try:
+            set_aside_torn_tail(fd, path, dir_fd=dir_fd)
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
+
+    def _dir_fd(self, directory: Path) -> int:
+        """A descriptor of ``directory``, kept: a stream's next partition opens in it without
+        walking the path again. Reached again (safely, from its anchor) when the path no
+        longer names that directory (moved or replaced)."""
+        fd = self._dirs.get(directory)
+        if fd is not None:
+            try:
+                now = os.stat(directory, follow_symlinks=False)
+                held = os.fstat(fd)
+                if (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
+                    return fd
+            except OSError:
+                pass
+            self._drop_dir(directory)
+        if len(self._dirs) >= MAX_OPEN_FILES:
+            self._drop_dir(next(iter(self._dirs)))
+        fd = self._dirs[directory] = safe_fs.open_dir(directory)
+        return fd
+
+    def _drop_dir(self, directory: Path) -> None:
+        fd = self._dirs.pop(directory, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _write_line(self, path: Path, line: bytes) -> None:
         last, fd = self._last
@@ -403,4 +430,6 @@ class JsonlAppender:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             self._fds.clear()
+            for directory in list(self._dirs):
+                self._drop_dir(directory)
             self._last = (None, -1)

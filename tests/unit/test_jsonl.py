@@ -544,3 +544,66 @@ def test_a_torn_tail_is_not_moved_into_a_planted_side_file(tmp_path: Path) -> No
     assert app.append(path, _line(2)) is False  # the repair is refused: nothing appended
     app.close()
     assert path.read_bytes() == _line(1) + b'{"torn' and victim.read_bytes() == b"theirs"
+
+
+def test_a_stream_rolling_over_partitions_keeps_the_other_streams_files_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hourly records roll to a new file every day while the daily file stays the same:
+    the daily file is opened once, the hourly stream keeps one descriptor open."""
+    from ensemble_otel import safe_fs
+
+    opened: list[str] = []
+    real = safe_fs.open_file
+    monkeypatch.setattr(safe_fs, "open_file",
+                        lambda p, *a, **k: opened.append(os.fspath(p)) or real(p, *a, **k))
+    app = JsonlAppender()
+    hourly, daily = tmp_path / "1h", tmp_path / "24h" / "2024.jsonl"
+    for day in range(40):
+        for hour in range(3):
+            assert app.append(hourly / f"2024-02-{day:02d}.jsonl", _line(hour))
+        assert app.append(daily, _line(day))
+    held = [p for p in map(_path_of, map(int, os.listdir("/proc/self/fd")))
+            if p.startswith(str(hourly) + "/")]
+    app.close()
+    assert opened.count(str(daily)) == 1
+    assert held == [str(hourly / "2024-02-39.jsonl")]
+    assert _ids(daily) == list(range(40))
+    assert _ids(hourly / "2024-02-17.jsonl") == [0, 1, 2]
+
+
+def test_a_directory_moved_away_is_not_written_into_again(tmp_path: Path) -> None:
+    """A stream's directory is kept open between partitions; once the path names another
+    directory (moved away, removed, replaced), the next file goes where the path says."""
+    app = JsonlAppender()
+    stream = tmp_path / "records"
+    assert app.append(stream / "1.jsonl", _line(1))
+    stream.rename(tmp_path / "archived")
+    assert app.append(stream / "2.jsonl", _line(2))  # a new directory at the path
+    shutil_rmtree(stream)
+    assert app.append(stream / "3.jsonl", _line(3))  # removed: made again
+    app.close()
+    assert sorted(p.name for p in (tmp_path / "archived").iterdir()) == ["1.jsonl"]
+    assert [p.name for p in stream.iterdir()] == ["3.jsonl"]
+
+
+def test_a_link_planted_in_place_of_a_kept_directory_is_refused(tmp_path: Path) -> None:
+    from ensemble_otel import safe_fs
+
+    safe_fs.guard_root(tmp_path)  # as configure() guards its root
+    app = JsonlAppender()
+    stream, victim = tmp_path / "records", tmp_path / "victim"
+    victim.mkdir()
+    assert app.append(stream / "1.jsonl", _line(1))
+    stream.rename(tmp_path / "archived")
+    stream.symlink_to(victim)
+    assert app.append(stream / "2.jsonl", _line(2)) is False
+    assert app.refused == 1
+    app.close()
+    assert list(victim.iterdir()) == []
+
+
+def shutil_rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)
