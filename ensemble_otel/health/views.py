@@ -52,8 +52,13 @@ def order(view: View) -> tuple[float, int, int, int, bool]:
     return (view[1], view[3], view[4], view[5], not view[UNWRITTEN])
 
 
+_FIELD_AT: dict[Callable[[View], Any], int] = {}  # each plain-field view function -> index
+
+
 def _field(key: str) -> Callable[[View], Any]:
-    return operator.itemgetter(AT[key])
+    getter = operator.itemgetter(AT[key])
+    _FIELD_AT[getter] = AT[key]
+    return getter
 
 
 def _total(closed: str, open_hour: str) -> Callable[[View], Any]:
@@ -105,39 +110,49 @@ RECORD_LEVELS: dict[str, str] = {
     "unrealized_pnl": names.PNL_UNREALIZED,
     "open_positions": names.POSITIONS_OPEN,
 }
-_EQ, _PK, _DD, _MDD, _RP, _UP, _OP = (LEVELS[RECORD_LEVELS[k]] for k in (
-    "equity", "peak_equity", "drawdown", "max_drawdown", "realized_pnl", "unrealized_pnl",
-    "open_positions"))
+# the record's plain levels in one C call: the indices of their view functions in the table
+# (a level that stops being a plain field fails here, at import)
+_PLAIN = ("equity", "peak_equity", "max_drawdown", "realized_pnl", "unrealized_pnl",
+          "open_positions")
+_PLAIN_GET = operator.itemgetter(*(_FIELD_AT[LEVELS[RECORD_LEVELS[k]]] for k in _PLAIN))
+_DD = LEVELS[RECORD_LEVELS["drawdown"]]
+if set(RECORD_LEVELS) != {*_PLAIN, "drawdown"}:
+    raise ImportError("every record level but drawdown must be a plain field of the view")
 
 
 def record(b: Bucket, view: View, first_equity: float | None, refused: int,
            strategy_id: str, schema_version: str) -> dict[str, Any]:
     """The JSONL record of closed bucket ``b``; levels from ``view`` (its last bar)."""
-    equity = _EQ(view)
+    equity, peak, max_dd, realized, unrealized, positions = _PLAIN_GET(view)
     prev = b.prev_close if b.prev_close is not None else first_equity
     assert prev is not None
     notional = b.notional
+    # bar times formatted once each (an hour of one bar, or a first bar at the hour's
+    # start, shares the text)
+    start, first, last = b.start, b.first_ts, b.last_ts
+    ts = iso(start)
+    first_text = ts if first == start else iso(first)
     return {
-        "ts": iso(b.start),
+        "ts": ts,
         "period": b.period,
         "strategy_id": strategy_id,
         "schema_version": schema_version,
         "equity": equity,
-        "peak_equity": _PK(view),
+        "peak_equity": peak,
         "drawdown": _DD(view),
-        "max_drawdown": _MDD(view),
+        "max_drawdown": max_dd,
         "pnl": equity - prev,
         "turnover": turnover(notional, equity),
         "traded_notional": notional,
-        "realized_pnl": _RP(view),
-        "unrealized_pnl": _UP(view),
-        "open_positions": _OP(view),
+        "realized_pnl": realized,
+        "unrealized_pnl": unrealized,
+        "open_positions": positions,
         "risk_breaches": b.breaches,
         "risk_warnings": b.warnings,
         "bars": b.bars,
         "bars_refused": refused,
-        "first_bar_ts": iso(b.first_ts),
-        "last_bar_ts": iso(b.last_ts),
+        "first_bar_ts": first_text,
+        "last_bar_ts": first_text if last == first else iso(last),
     }
 
 
