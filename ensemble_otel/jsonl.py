@@ -238,6 +238,7 @@ class JsonlAppender:
         self._name = name
         self._fds: dict[Path, int] = {}
         self._dirs: dict[Path, int] = {}  # directory -> descriptor (see _dir_fd)
+        self._parents: dict[Path, Path] = {}  # each open file's directory
         self._last: tuple[Path | None, int] = (None, -1)  # the file written last, its fd
         self._pending: deque[tuple[Path, bytes]] = deque()
         self._dropped = 0
@@ -273,17 +274,19 @@ class JsonlAppender:
             raise
         self._refusals.pop(path, None)
         self._fds[path] = fd
+        self._parents[path] = path.parent
         return fd
 
     def _evict(self, path: Path) -> None:
         """Before ``path`` opens: close the files of its directory (partitions roll over,
         the older one is done with) and, past ``MAX_OPEN_FILES``, the oldest opened."""
-        fds = self._fds
-        stale = [p for p in fds if p.parent == path.parent]
-        others = [p for p in fds if p.parent != path.parent]
+        fds, parents, parent = self._fds, self._parents, path.parent
+        stale = [p for p in fds if parents[p] == parent]
+        others = [p for p in fds if parents[p] != parent]
         stale += others[:len(others) - (MAX_OPEN_FILES - 1)]  # the oldest, past the limit
         if stale:
             for old in stale:
+                del parents[old]
                 os.close(fds.pop(old))
             self._last = (None, -1)
 
@@ -430,6 +433,7 @@ class JsonlAppender:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             self._fds.clear()
+            self._parents.clear()
             for directory in list(self._dirs):
                 self._drop_dir(directory)
             self._last = (None, -1)
