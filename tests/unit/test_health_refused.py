@@ -346,3 +346,42 @@ def test_counts_out_of_range_on_the_fast_path(cap: Capture, field: str, value: A
     else:
         assert result.refused and result.field == field
         assert cap.health.total_bars == 2
+
+
+@pytest.mark.parametrize("ts", [math.inf, 253402300800.0, 1e300, math.nan])
+def test_a_closing_bar_of_exact_types_with_a_time_out_of_range_is_refused(
+        cap: Capture, ts: float) -> None:
+    """Every field of its exact type and valid but the time, which is after the open hour:
+    the closing shortcut still refuses a time outside the calendar, naming ts."""
+    full: dict[str, Any] = dict(equity=100.0, realized_pnl=0.0, unrealized_pnl=0.0,
+                                traded_notional=0.0, risk_breaches=0, risk_warnings=0,
+                                open_positions=0)
+    cap.health.maybe_emit(at(0, 1), **full)
+    result = cap.health.maybe_emit(ts, **full)
+    assert result.refused and result.field == "ts"
+    assert (cap.health.total_bars, cap.health.refused) == (1, 1)
+    assert not (cap.root / "logs" / "1h").exists()
+    [record] = cap.health.maybe_emit(at(1, 0), **full)  # the next good bar closes the hour
+    assert (record["bars"], record["bars_refused"]) == (1, 1)
+
+
+def test_a_closing_bar_of_exact_types_records_as_the_general_path_does(root: Path) -> None:
+    """The same bars as exact floats and ints (the closing shortcut) and as other numbers
+    (the field-by-field check): the same records, the same state."""
+    from decimal import Decimal
+
+    runs = []
+    for shape in (float, Decimal):
+        with capture(root=root / shape.__name__, strategy_id="s1") as c:
+            for i in range(60):
+                equity = 100.0 + (i * 37 % 11) - 5
+                ts = at(i // 3, (i % 3) * 20)
+                c.health.maybe_emit(ts if shape is float else int(ts), equity=shape(equity),
+                                    realized_pnl=shape(i / 4), unrealized_pnl=shape(-1.5),
+                                    traded_notional=shape(10.0 * (i % 2)),
+                                    risk_breaches=i % 2, risk_warnings=1, open_positions=i % 3)
+            state = c.health.state()
+            runs.append((snapshot_records(c.root, "1h", "s1"), state))
+    (records_a, state_a), (records_b, state_b) = runs
+    assert len(records_a) == 19 and records_a == records_b
+    assert state_a == state_b

@@ -73,6 +73,18 @@ def test_the_day_cache_gives_each_day_its_own_date() -> None:
         assert _time.iso(T - 3600) == "2024-02-29T23:00:00Z"
 
 
+def test_the_hour_cache_follows_hours_days_and_the_epoch() -> None:
+    # alternate between hours of one day, of two days, and around 1970 (hour -1 included)
+    for _ in range(3):
+        assert _time.iso(T + 3600 + 59) == "2024-03-01T01:00:59Z"
+        assert _time.iso(T + 7200 + 3599) == "2024-03-01T02:59:59Z"
+        assert _time.iso(T + 3600) == "2024-03-01T01:00:00Z"
+        assert _time.iso(T - 1) == "2024-02-29T23:59:59Z"
+        assert _time.iso(-1800.0) == "1969-12-31T23:30:00Z"
+        assert _time.iso(0.0) == "1970-01-01T00:00:00Z"
+        assert _time.iso(-86400.0 - 3600) == "1969-12-30T23:00:00Z"
+
+
 @pytest.mark.parametrize(("text", "unix"), [
     ("2024-03-01T00:00:00Z", T),
     ("2024-03-01T00:00:00z", T),
