@@ -49,12 +49,20 @@ class Copies:
         self._seq = 0
         self._published: View = first
         self.bar_ident = get_ident()  # the bar thread: the last to close a bucket
+        # while a bucket close runs: the whole view taken at its start (None otherwise);
+        # readers that find the close under way remember it (a store here costs the bar
+        # thread less than remembering every close's view itself)
+        self.closing: View | None = None
         self._local = threading.local()
         self._slow = RateLimitedLog(_log, 60.0)
 
     @property
     def newest(self) -> View:
-        """The newest whole view known."""
+        """The newest whole view known (a bucket close under way counts: the view it was
+        handed at its start, see :attr:`closing`)."""
+        closing = self.closing
+        if closing is not None:
+            self.remember(closing)
         return self._cache[1]
 
     def copy(self) -> View | None:
@@ -103,7 +111,7 @@ class Copies:
             self.remember(copy)
             return copy
         self.ask()  # the bar thread refreshes the newest known view
-        return self._cache[1]
+        return self.newest
 
     def reader(self, index: int) -> Callable[[], View]:
         """The view function of callback ``index``: one view per collection (see above)."""
@@ -135,7 +143,7 @@ class Copies:
             return view
         if get_ident() == self.bar_ident:
             # inside a bar on its own thread (a signal handler): that bar cannot finish first
-            return self._cache[1]
+            return self.newest
         cv = self._cv
         with cv:
             seq = self._seq
@@ -159,4 +167,4 @@ class Copies:
         self._slow.log(logging.WARNING, "ensemble-otel health: a bar has been under way for "
                        "over %g s; using the newest whole copy of the state (repeats at most "
                        "once a minute)", timeout)
-        return self._cache[1]
+        return self.newest

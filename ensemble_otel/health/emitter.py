@@ -103,7 +103,7 @@ class HealthSnapshotEmitter(Ledger):
         # the state before the close, whole (no bar is under way): what other threads read
         # while the close runs, and the view the records' levels come from
         before = take(self)
-        copies.remember(before)
+        copies.closing = before
         # a copy taken between the fold and the end of the close would mix two hours:
         # _rolling marks it as not whole (see copies.py)
         hour_start, day_start = starts(t)
@@ -116,6 +116,7 @@ class HealthSnapshotEmitter(Ledger):
         finally:
             self._rolls += 1
             self._rolling = False
+            copies.closing = None  # whole copies are taken again from here
         if self._copy_req:  # now: the save below may wait for the beat's save, which waits
             self._publish()  # for this copy
         if not closed:
