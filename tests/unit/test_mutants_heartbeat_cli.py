@@ -333,3 +333,20 @@ def test_heartbeat_help_names_its_action(capsys: pytest.CaptureFixture[str]) -> 
     assert "heartbeat file tools" in " ".join(out.split())
     code, _, err = _main(["heartbeat"], capsys)
     assert code == 2 and "ACTION" in err
+
+
+def test_pid_one_is_a_process_like_any_other() -> None:
+    start = heartbeat_cli.process_start(1)
+    assert start is not None
+    assert _not_running(_own(pid=1, pid_start=start)) is None
+    assert _not_running(_own(pid=1, pid_start=start + 1)) == (
+        " (the pid now belongs to another program)")
+
+
+def test_max_age_option_reaches_the_check(root: Path, capsys: pytest.CaptureFixture[str]
+                                          ) -> None:
+    _beat(root, unix=time.time() - 10, interval_s=60)  # fresh by its own interval
+    argv = ["heartbeat", "check", "--root", str(root), "--strategy", STRATEGY]
+    assert _main(argv, capsys)[0] == 0
+    code, out, err = _main([*argv, "--max-age", "5"], capsys)
+    assert code == 1 and err.startswith("stale: last beat ") and "> max age 5s" in err
