@@ -330,7 +330,7 @@ def test_heartbeat_help_names_its_action(capsys: pytest.CaptureFixture[str]) -> 
     assert code == 0 and "usage: ensemble-otel heartbeat [-h] ACTION" in text
     assert "check exit 0 when the heartbeat proves a live bot, 1 otherwise" in text
     code, out, _ = _main(["--help"], capsys)
-    assert "heartbeat file tools" in " ".join(out.split())
+    assert " heartbeat heartbeat file tools " in " ".join(out.split())
     code, _, err = _main(["heartbeat"], capsys)
     assert code == 2 and "ACTION" in err
 
@@ -348,5 +348,5 @@ def test_max_age_option_reaches_the_check(root: Path, capsys: pytest.CaptureFixt
     _beat(root, unix=time.time() - 10, interval_s=60)  # fresh by its own interval
     argv = ["heartbeat", "check", "--root", str(root), "--strategy", STRATEGY]
     assert _main(argv, capsys)[0] == 0
-    code, out, err = _main([*argv, "--max-age", "5"], capsys)
+    code, _, err = _main([*argv, "--max-age", "5"], capsys)
     assert code == 1 and err.startswith("stale: last beat ") and "> max age 5s" in err
