@@ -321,3 +321,49 @@ def test_read_json_reads_a_document_and_refuses_one_past_the_bound(tmp_path: Pat
     path.write_bytes(b'"' + b"x" * jsonl.MAX_DOCUMENT_BYTES + b'"')
     with pytest.raises(ValueError, match=f"larger than {jsonl.MAX_DOCUMENT_BYTES} bytes"):
         read_json(path)
+
+
+def test_a_new_file_that_cannot_be_written_is_named_and_dropped_lines_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        clock: Clock) -> None:
+    caplog.set_level(logging.ERROR, logger="ensemble_otel")
+    monkeypatch.setattr(jsonl, "MAX_PENDING_LINES", 2)
+    path = tmp_path / "x.jsonl"
+    app = JsonlAppender(name="events", error_interval=0.0)
+
+    def full(fd: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    for i in range(4):
+        assert app.append(path, _line(i)) is False
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split("; ")[0] for m in messages] == [
+        f"ensemble-otel events: cannot write {path} ({os.strerror(errno.ENOSPC)})"] * 4
+    assert [m.split(", ")[1] for m in messages] == [
+        "1 line(s) held in memory (0 dropped)", "2 line(s) held in memory (0 dropped)",
+        "2 line(s) held in memory (1 dropped)", "2 line(s) held in memory (2 dropped)"]
+    monkeypatch.undo()
+    assert app.flush_pending()
+    app.close()
+    assert [r["i"] for r in read_jsonl(path)] == [2, 3]
+
+
+def test_a_torn_tail_goes_aside_relative_to_the_directory_opened(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b'{"torn')
+    calls: list[tuple[str, int | None]] = []
+    real = safe_fs.open_file
+
+    def spy(target: Any, flags: int, *, dir_fd: int | None = None) -> int:
+        calls.append((Path(target).name, dir_fd))
+        return real(target, flags, dir_fd=dir_fd)
+
+    monkeypatch.setattr(safe_fs, "open_file", spy)
+    app = JsonlAppender()
+    assert app.append(path, _line(1))
+    app.close()
+    assert [name for name, _ in calls] == ["x.jsonl", "x.jsonl.torn"]
+    assert all(dir_fd is not None for _, dir_fd in calls)
+    assert (tmp_path / "x.jsonl.torn").read_bytes() == b'{"torn\n'
