@@ -101,6 +101,7 @@ def test_an_exact_bar_in_the_open_hour_takes_the_fast_path() -> None:
 ])
 def test_the_fast_path_guard(fields: dict[str, Any], fast: bool) -> None:
     spy = _opened()
+    fields = dict(fields)  # the parameter itself is kept for the next run
     equity = fields.pop("equity", 100.0)
     _bar(spy, H0 + 2.0, equity, **fields)
     if fast:
