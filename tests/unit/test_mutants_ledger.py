@@ -362,3 +362,12 @@ def test_a_new_ledger() -> None:
     plain._copy_req = True
     plain._publish()
     assert plain._copy_req is False
+
+
+def test_a_bar_in_the_open_hour_after_its_end_was_cleared_closes_nothing() -> None:
+    spy = _opened(traded_notional=2.0)
+    spy._end = spy._hour_end = -INF  # as after a restore: the general path decides
+    _bar(spy, H0 + 5.0, traded_notional=1.0)
+    assert spy.closes == [H0 + 1.0, H0 + 5.0]
+    assert (spy._h_bars, spy._h_notional, spy._c_bars) == (2, 3.0, 0)
+    assert spy._end == H0 + 3600.0

@@ -318,3 +318,14 @@ def test_path_names_the_partition_of_a_bucket(root: Path) -> None:
     for day in range(20):  # many days: still the right file
         assert store.path("1h", H0 + day * 86400).name == f"2024-03-{day + 1:02d}.jsonl"
     assert math.isinf(-store_mod._INF)
+
+
+def test_field_specs() -> None:
+    from ensemble_otel.contract.registry import Field
+
+    assert store_mod._fields("seq:i0- equity:? total_notional: refused:i-") == (
+        Field("seq", "integer", "", nullable=False, required=False, minimum=0),
+        Field("equity", "number", "", nullable=True, required=True, minimum=None),
+        Field("total_notional", "number", "", nullable=False, required=True, minimum=None),
+        Field("refused", "integer", "", nullable=False, required=False, minimum=None))
+    assert store_mod._fields("seq:i0-") == store_mod._SEQ

@@ -140,3 +140,10 @@ def test_instruments_of_the_table() -> None:
                                        (7.5, {names.PERIOD_ATTRIBUTE: "24h"})]
     assert found[names.BUCKET_START] == [(int(H0), {names.PERIOD_ATTRIBUTE: "1h"})]
     assert names.BUCKET_TURNOVER not in found
+
+
+def test_field_and_total_read_the_view() -> None:
+    view = _view(equity=3.0, _c_bars=4, _h_bars=5)
+    assert views._field("equity")(view) == 3.0
+    assert views._total("_c_bars", "_h_bars")(view) == 9
+    assert views._total("_h_bars", "_c_bars")(_view(_c_bars=10, _h_bars=1)) == 11
