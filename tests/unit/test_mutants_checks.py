@@ -151,6 +151,7 @@ def test_ts_conversions() -> None:
 def test_ts_refusals(ts: Any, rule: str) -> None:
     error = _refusal(to_unix, ts)
     assert (error.field, error.rule) == ("ts", rule)
+    assert repr(error.value) == repr(safe_value(ts))
 
 
 def test_ts_of_a_datetime_before_1970() -> None:
@@ -189,6 +190,7 @@ def test_number_conversions() -> None:
 def test_number_refusals(value: Any, rule: str) -> None:
     error = _refusal(number, value, "realized_pnl")
     assert (error.field, error.rule) == ("realized_pnl", rule)
+    assert repr(error.value) == repr(safe_value(value))
 
 
 def test_count_conversions() -> None:
@@ -207,6 +209,7 @@ def test_count_conversions() -> None:
 def test_count_refusals(value: Any, rule: str) -> None:
     error = _refusal(count, value, "risk_warnings")
     assert (error.field, error.rule) == ("risk_warnings", rule)
+    assert repr(error.value) == repr(safe_value(value))
 
 
 # -- check_bar ---------------------------------------------------------------------------------
