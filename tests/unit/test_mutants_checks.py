@@ -155,8 +155,9 @@ def test_ts_refusals(ts: Any, rule: str) -> None:
 
 
 def test_ts_of_a_datetime_before_1970() -> None:
-    error = _refusal(to_unix, datetime(1969, 12, 31, 23, 59, 59, tzinfo=timezone.utc))
-    assert error.rule == f"{RANGE} (is it in milliseconds?)"
+    ts = datetime(1969, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+    error = _refusal(to_unix, ts)
+    assert (error.field, error.value, error.rule) == ("ts", ts, f"{RANGE} (is it in milliseconds?)")
 
 
 def test_ts_whose_timestamp_is_not_a_finite_float(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,8 +170,10 @@ def test_ts_whose_timestamp_is_not_a_finite_float(monkeypatch: pytest.MonkeyPatc
             return math.inf
 
     for cls in (Odd, Inf):
-        error = _refusal(to_unix, cls(2024, 1, 1, tzinfo=timezone.utc))
-        assert error.rule == "must be a datetime whose tzinfo gives a finite offset"
+        ts = cls(2024, 1, 1, tzinfo=timezone.utc)
+        error = _refusal(to_unix, ts)
+        assert (error.field, error.value, error.rule) == (
+            "ts", ts, "must be a datetime whose tzinfo gives a finite offset")
 
 
 # -- numbers and counts ------------------------------------------------------------------------
