@@ -329,3 +329,21 @@ def test_field_specs() -> None:
         Field("total_notional", "number", "", nullable=False, required=True, minimum=None),
         Field("refused", "integer", "", nullable=False, required=False, minimum=None))
     assert store_mod._fields("seq:i0-") == store_mod._SEQ
+
+
+def test_a_state_without_buckets_is_named() -> None:
+    state = state_from(_view(), "s1")
+    for buckets in (None, [1]):
+        state["buckets"] = buckets
+        with pytest.raises(ValueError) as info:
+            store_mod.check_state(state)
+        assert str(info.value) == "state has no 'buckets' object"
+
+
+def test_set_aside_of_a_file_already_gone_says_so_and_does_not_raise(
+        root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="ensemble_otel")
+    store = _store(root)
+    store.set_aside(store.state_path, ValueError("bad"))
+    store.set_aside(store.journal.journal_path, ValueError("bad"))
+    assert len(caplog.records) == 2 and not store.state_path.parent.exists()
