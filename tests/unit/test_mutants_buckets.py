@@ -143,3 +143,15 @@ def test_sums_after_the_bar_closes_the_day() -> None:
                    equity=1e-10)
     assert not _finite(t=DAY, day_start=DAY, day_notional=1e299, h_notional=1e299,
                        notional=1e298, equity=1e-10)
+
+
+def test_sums_when_the_closing_hour_adds_to_a_big_day() -> None:
+    assert not _finite(t=3600.0, day_notional=1e308, h_notional=1e308)  # the day overflows
+    assert _finite(t=3600.0, day_notional=1e308, h_notional=1e308, h_bars=0)
+
+
+def test_a_new_hour_and_a_new_day_start_their_sums_at_zero() -> None:
+    tiny = 5e-324  # any sum but zero over this equity is an infinite turnover
+    assert _finite(t=3600.0, equity=tiny)
+    assert _finite(t=DAY, equity=tiny)
+    assert not _finite(t=10.0, equity=tiny, notional=1.0)

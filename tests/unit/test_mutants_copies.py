@@ -186,3 +186,27 @@ def test_whole_without_a_bar_under_way() -> None:
     ledger = _owned()
     view = _in_thread(ledger.copies.whole)
     assert view == take(ledger) and ledger.copies.newest is view
+
+
+def test_each_publication_counts() -> None:
+    ledger = _owned()
+    ledger.copies.publish()
+    ledger.copies.publish()
+    assert ledger.copies._seq == 2
+
+
+def test_whole_takes_a_copy_once_the_bar_under_way_ends_without_publishing() -> None:
+    ledger = _owned()
+    copies = ledger.copies
+    _mid_bar(ledger)
+    out: list[Any] = []
+    waiter = threading.Thread(target=lambda: out.append(copies.whole(5.0)))
+    waiter.start()
+    for _ in range(500):
+        if ledger._copy_req:
+            break
+        threading.Event().wait(0.01)
+    ledger.equity = 77.0
+    ledger.last_ts = ledger._writing  # the bar ends; nothing is published
+    waiter.join(5)
+    assert out and out[0] == take(ledger) and copies._seq == 0

@@ -181,3 +181,35 @@ def test_the_first_bar_callback_that_raises_is_logged(
         assert record.getMessage() == "ensemble-otel health: the first-bar callback raised"
         assert record.exc_info is not None and record.levelno == logging.ERROR
         h.close()
+
+
+def _lost_state_root(root: Path) -> None:
+    """Hour 0 on disk (last bar 00:10), hour 1 open; then the state files are lost."""
+    with capture(root=root, strategy_id="s1") as cap:
+        cap.health.maybe_emit(at(0, 10), equity=1.0)
+        cap.health.maybe_emit(at(1, 10), equity=2.0)
+    for state in (root / "state").rglob("s1.json*"):
+        state.unlink()
+
+
+def test_one_replayed_bar_is_announced(root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _lost_state_root(root)
+    caplog.set_level(logging.WARNING, logger="ensemble_otel")
+    with capture(root=root, strategy_id="s1") as cap:
+        cap.health.maybe_emit(at(0, 5), equity=3.0)
+        assert _messages(caplog) == [
+            "ensemble-otel health: bars up to 2024-03-01T00:10:00Z are already recorded for "
+            "s1; replaying them adds nothing (they are dropped and counted)"]
+
+
+def test_a_late_bar_at_the_end_of_what_is_on_disk_is_not_a_replay(
+        root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _lost_state_root(root)
+    caplog.set_level(logging.WARNING, logger="ensemble_otel")
+    with capture(root=root, strategy_id="s1") as cap:
+        h = cap.health
+        assert h._disk_until == at(1)
+        h.maybe_emit(at(1, 30), equity=3.0)
+        h.maybe_emit(at(1), equity=3.0)  # late, but after everything on disk
+        assert h._replayed == 0 and h.dropped == 1
+        assert "is not after the last bar" in _messages(caplog)[-1]

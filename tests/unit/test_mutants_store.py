@@ -347,3 +347,21 @@ def test_set_aside_of_a_file_already_gone_says_so_and_does_not_raise(
     store.set_aside(store.state_path, ValueError("bad"))
     store.set_aside(store.journal.journal_path, ValueError("bad"))
     assert len(caplog.records) == 2 and not store.state_path.parent.exists()
+
+
+def test_drawdown_of_a_peak_below_one() -> None:
+    assert state_from(_view(peak=0.5, equity=0.25), "s1")["drawdown"] == 0.5
+
+
+def test_save_fsyncs_the_state_file_unless_told_not_to(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    store = _store(root)
+    calls: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real(fd))
+    assert store.save(_saved(store), journal=False, fsync=False)
+    assert calls == []
+    assert store.save(_saved(store), journal=False)
+    assert calls != []
