@@ -210,3 +210,23 @@ def test_whole_takes_a_copy_once_the_bar_under_way_ends_without_publishing() -> 
     ledger.last_ts = ledger._writing  # the bar ends; nothing is published
     waiter.join(5)
     assert out and out[0] == take(ledger) and copies._seq == 0
+
+
+def test_whole_looks_again_every_fraction_of_its_timeout() -> None:
+    """A bar that ends without publishing is seen by the next look (every 0.05 s), well
+    before a timeout under a second runs out."""
+    ledger = _owned()
+    copies = ledger.copies
+    known = copies.newest
+    _mid_bar(ledger)
+    out: list[Any] = []
+    waiter = threading.Thread(target=lambda: out.append(copies.whole(0.9)))
+    waiter.start()
+    for _ in range(500):
+        if ledger._copy_req:
+            break
+        threading.Event().wait(0.01)
+    ledger.equity = 66.0
+    ledger.last_ts = ledger._writing
+    waiter.join(5)
+    assert out and out[0] is not known and out[0][AT["equity"]] == 66.0
