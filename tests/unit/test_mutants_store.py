@@ -365,3 +365,34 @@ def test_save_fsyncs_the_state_file_unless_told_not_to(
     assert calls == []
     assert store.save(_saved(store), journal=False)
     assert calls != []
+
+
+def test_days_of_one_month_share_one_path_object(root: Path) -> None:
+    store = _store(root)
+    first = store.path("24h", H0)
+    assert first.name == "2024-03.jsonl"
+    assert store.path("24h", H0 + 86400) is first  # another day, the same file
+    assert store.path("24h", H0 + 31 * 86400).name == "2024-04.jsonl"
+
+
+def test_compact_refuses_lines_that_do_not_match_the_records() -> None:
+    record = {"ts": "2024-03-01T00:00:00Z"}
+    view = _view(_unwritten=(("1h", "2024-03-01.jsonl", record),))
+    with pytest.raises(ValueError):
+        compact(view, "s1", 1, [dumps_line(record), dumps_line(record)])
+
+
+def test_a_failed_journal_line_names_the_error(
+        root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="ensemble_otel")
+    store = _store(root)
+
+    def full(obj: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store.journal, "append", full)
+    assert store.journal_view(_view()) is False
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ensemble-otel health: cannot write state {store.state_path}: [Errno 28] No space "
+        "left on device (the bot keeps running; retried at every beat, reported at most once "
+        "a minute)"]
