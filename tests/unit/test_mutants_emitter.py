@@ -213,3 +213,28 @@ def test_a_late_bar_at_the_end_of_what_is_on_disk_is_not_a_replay(
         h.maybe_emit(at(1), equity=3.0)  # late, but after everything on disk
         assert h._replayed == 0 and h.dropped == 1
         assert "is not after the last bar" in _messages(caplog)[-1]
+
+
+def test_save_state_fsyncs_unless_told_not_to(root: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import threading
+
+    calls: list[int] = []
+    real = os.fsync
+    me = threading.get_ident()
+
+    def counting(fd: int) -> None:
+        if threading.get_ident() == me:  # not the beat's own saves
+            calls.append(fd)
+        real(fd)
+
+    with capture(root=root, strategy_id="s1", heartbeat_interval=3600) as cap:
+        h = cap.health
+        h.maybe_emit(at(0, 5), equity=1.0)
+        monkeypatch.setattr(os, "fsync", counting)
+        assert h.save_state(fsync=False)
+        assert calls == []
+        assert h.save_state()
+        assert calls != []
+        monkeypatch.undo()

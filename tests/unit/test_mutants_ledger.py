@@ -371,3 +371,15 @@ def test_a_bar_in_the_open_hour_after_its_end_was_cleared_closes_nothing() -> No
     assert spy.closes == [H0 + 1.0, H0 + 5.0]
     assert (spy._h_bars, spy._h_notional, spy._c_bars) == (2, 3.0, 0)
     assert spy._end == H0 + 3600.0
+
+
+def test_the_notional_cap_shrinks_by_the_closed_hours_total() -> None:
+    spy = _opened(traded_notional=4e299)
+    spy._roll(int(H0) + 3600, int(H0))
+    assert spy._n_cap == NOTIONAL_ROOM - 4e299 == 6e299
+    spy._open(int(H0) + 3600, int(H0))
+    _bar(spy, H0 + 3601.0)  # opens the hour (general path)
+    _bar(spy, H0 + 3602.0, traded_notional=5e299)  # below the cap: fast
+    assert spy.general == 2
+    _bar(spy, H0 + 3603.0, traded_notional=2e299)  # 7e299 reaches the cap: general
+    assert spy.general == 3 and spy._h_notional == 7e299
