@@ -12,7 +12,7 @@ import pytest
 from unit_support import at, snapshot_records
 
 from ensemble_otel.health.store import state_from
-from ensemble_otel.health.views import take
+from ensemble_otel.health.views import AT, take
 from ensemble_otel.testing import capture
 
 INF = math.inf
@@ -236,5 +236,70 @@ def test_save_state_fsyncs_unless_told_not_to(root: Path,
         assert h.save_state(fsync=False)
         assert calls == []
         assert h.save_state()
+        assert calls != []
+        monkeypatch.undo()
+
+
+def test_reactivated_emitter_closes_nothing_in_the_open_hour(root: Path) -> None:
+    with capture(root=root, strategy_id="s1") as cap:
+        h = cap.health
+        h.maybe_emit(at(0, 5), equity=1.0)
+        h.active = False
+        h.active = True
+        assert h.maybe_emit(at(0, 10), equity=2.0) == []
+        assert h._h_bars == 2 and h._c_bars == 0
+        [record] = h.maybe_emit(at(1, 0), equity=3.0)
+        assert record["bars"] == 2
+        assert take(h)[AT["_rolls"]] == 3  # three closes: the first bar's, re-arming's, 01:00
+
+
+def test_closes_are_counted_in_the_view(root: Path) -> None:
+    with capture(root=root, strategy_id="s1") as cap:
+        h = cap.health
+        for hour in range(4):
+            h.maybe_emit(at(hour, 5), equity=1.0)
+        assert take(h)[AT["_rolls"]] == 4
+
+
+def test_the_thread_that_closes_a_bucket_is_the_bar_thread(
+        root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    caplog.set_level(logging.WARNING, logger="ensemble_otel")
+    out: list[object] = []
+    with capture(root=root, strategy_id="s1") as cap:
+        h = cap.health
+
+        def bars() -> None:
+            h.maybe_emit(at(0, 5), equity=1.0)
+            h.maybe_emit(at(1, 5), equity=2.0)  # a close on this thread
+            h._writing = h.last_ts + 1.0  # as in a signal handler during a bar
+            out.append(h.state(timeout=0.05))
+            h._writing = h.last_ts
+
+        worker = threading.Thread(target=bars)
+        worker.start()
+        worker.join(10)
+        assert out and h._copy_req is False  # not asked: answered from the newest copy
+        assert not [r for r in caplog.records if "under way" in r.getMessage()]
+
+
+def test_close_saves_with_fsync(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import threading
+
+    calls: list[int] = []
+    real = os.fsync
+    me = threading.get_ident()
+
+    def counting(fd: int) -> None:
+        if threading.get_ident() == me:
+            calls.append(fd)
+        real(fd)
+
+    with capture(root=root, strategy_id="s1", heartbeat_interval=3600) as cap:
+        cap.health.maybe_emit(at(0, 5), equity=1.0)
+        monkeypatch.setattr(os, "fsync", counting)
+        cap.health.close()
         assert calls != []
         monkeypatch.undo()

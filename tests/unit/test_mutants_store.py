@@ -396,3 +396,15 @@ def test_a_failed_journal_line_names_the_error(
         f"ensemble-otel health: cannot write state {store.state_path}: [Errno 28] No space "
         "left on device (the bot keeps running; retried at every beat, reported at most once "
         "a minute)"]
+
+
+def test_close_does_not_raise_when_the_journal_cannot_be_closed(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store(root)
+
+    def broken(**kwargs: Any) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(store.journal, "close", broken)
+    store.close()
+    assert not store.lock.locked()
