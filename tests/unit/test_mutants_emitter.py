@@ -303,3 +303,4 @@ def test_close_saves_with_fsync(root: Path, monkeypatch: pytest.MonkeyPatch) -> 
         cap.health.close()
         assert calls != []
         monkeypatch.undo()
+

@@ -312,8 +312,10 @@ def test_a_bar_whose_fields_cannot_be_read() -> None:
 
     result = spy._bar(H0, 1.0, None, None, 0.0, 0, 0, [1, 2])
     assert isinstance(result, Refused) and result.field == "open_positions"
-    result = spy._bar(Odd(), 1.0, None, None, 0.0, 0, 0, None)
+    odd = Odd()
+    result = spy._bar(odd, 1.0, None, None, 0.0, 0, 0, None)
     assert isinstance(result, Refused) and result.field == "bar"
+    assert result.value == (odd, 1.0, None, None, 0.0, 0, 0, None)
     assert result.rule == "could not be read (RuntimeError)"
 
 
@@ -321,6 +323,7 @@ def test_notional_that_would_overflow_is_refused() -> None:
     spy = _opened(traded_notional=1e308)
     result = _bar(spy, H0 + 5.0, traded_notional=1e308)
     assert isinstance(result, Refused) and result.field == "traded_notional"
+    assert result.value == 1e308
     assert result.rule == (
         "must keep the running sums of traded_notional (the hour's, the day's, the total) "
         "and turnover (sum / |equity|) finite; it would overflow to infinity")

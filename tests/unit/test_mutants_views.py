@@ -147,3 +147,7 @@ def test_field_and_total_read_the_view() -> None:
     assert views._field("equity")(view) == 3.0
     assert views._total("_c_bars", "_h_bars")(view) == 9
     assert views._total("_h_bars", "_c_bars")(_view(_c_bars=10, _h_bars=1)) == 11
+
+
+def test_drawdown_of_a_peak_below_one() -> None:
+    assert drawdown(_view(equity=0.25, peak=0.5)) == 0.5
