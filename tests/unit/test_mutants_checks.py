@@ -262,6 +262,8 @@ def test_check_bar_converts_every_field() -> None:
 def test_check_bar_refusals(changes: dict[str, Any], field: str, rule: str) -> None:
     error = _refusal(_bar, **changes)
     assert (error.field, error.rule) == (field, rule)
+    [value] = changes.values()
+    assert repr(error.value) == repr(safe_value(value))
 
 
 def test_check_bar_names_the_first_bad_field() -> None:

@@ -92,6 +92,7 @@ def test_an_exact_bar_in_the_open_hour_takes_the_fast_path() -> None:
     ({"open_positions": 0x100000000}, False),
     ({"open_positions": -1}, False),
     ({"realized_pnl": 1e308, "unrealized_pnl": 1e308}, False),
+    ({"equity": 1e308, "traded_notional": 1e308}, False),
     ({"realized_pnl": None}, False),
     ({"unrealized_pnl": 1}, False),
     ({"traded_notional": 1}, False),
