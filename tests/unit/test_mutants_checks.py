@@ -263,7 +263,7 @@ def test_check_bar_refusals(changes: dict[str, Any], field: str, rule: str) -> N
     error = _refusal(_bar, **changes)
     assert (error.field, error.rule) == (field, rule)
     [value] = changes.values()
-    assert repr(error.value) == repr(safe_value(value))
+    assert error.value == value or (error.value != error.value and value != value)  # NaN
 
 
 def test_check_bar_names_the_first_bad_field() -> None:
