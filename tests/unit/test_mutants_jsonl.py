@@ -367,3 +367,16 @@ def test_a_torn_tail_goes_aside_relative_to_the_directory_opened(
     assert [name for name, _ in calls] == ["x.jsonl", "x.jsonl.torn"]
     assert all(dir_fd is not None for _, dir_fd in calls)
     assert (tmp_path / "x.jsonl.torn").read_bytes() == b'{"torn\n'
+
+
+def test_a_newline_in_the_first_byte_before_a_window_long_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    torn = b"y" * (1 << 20)  # exactly one read window: the scan's next window is 1 byte
+    path.write_bytes(b"\n" + torn)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        assert jsonl.set_aside_torn_tail(fd, path) == len(torn)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"\n"
+    assert (tmp_path / "x.jsonl.torn").read_bytes() == torn + b"\n"

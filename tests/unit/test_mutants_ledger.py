@@ -133,7 +133,9 @@ def test_a_bar_reaching_the_notional_cap_takes_the_general_path() -> None:
 def test_a_float_ts_out_of_range_is_refused_on_the_general_path() -> None:
     spy = _opened()
     result = _bar(spy, TS_MAX)
-    assert isinstance(result, Refused) and result.field == "ts"
+    assert isinstance(result, Refused) and (result.field, result.value) == ("ts", TS_MAX)
+    assert result.rule == ("must be unix seconds between 1970-01-01 and 9999-12-31 (is it in "
+                           "milliseconds?)")
     assert spy.refused == 1 and spy.last_ts == H0 + 1.0
 
 
