@@ -304,3 +304,39 @@ def test_close_saves_with_fsync(root: Path, monkeypatch: pytest.MonkeyPatch) -> 
         assert calls != []
         monkeypatch.undo()
 
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_drop_and_refusal_warnings_repeat_after_a_minute(
+        root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from ensemble_otel import _ratelog
+
+    clock = _Clock()
+    monkeypatch.setattr(_ratelog, "time", clock)
+    caplog.set_level(logging.WARNING, logger="ensemble_otel")
+    with capture(root=root, strategy_id="s1", strict=False) as cap:
+        h = cap.health
+        h.maybe_emit(at(0, 10), equity=1.0)
+        for step in (0.0, 59.9, 0.1):
+            clock.now += step
+            h.maybe_emit(at(0, 5), equity=1.0)  # late
+            h.maybe_emit(at(0, 20), equity=math.nan)  # refused
+        said = _messages(caplog)
+        assert len([m for m in said if "is not after the last bar" in m]) == 2
+        assert len([m for m in said if "bar refused" in m]) == 2
+
+
+def test_disk_until_after_the_first_hour_of_1970(root: Path) -> None:
+    with capture(root=root, strategy_id="s1") as cap:
+        cap.health.maybe_emit(60.0, equity=1.0)
+        cap.health.maybe_emit(3660.0, equity=1.0)  # the hour starting at 0 is on disk
+    with capture(root=root, strategy_id="s1") as cap:
+        assert cap.health._hour.last_written == 0
+        assert cap.health._disk_until == 3600.0

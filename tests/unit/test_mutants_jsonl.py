@@ -380,3 +380,15 @@ def test_a_newline_in_the_first_byte_before_a_window_long_torn_tail(tmp_path: Pa
         os.close(fd)
     assert path.read_bytes() == b"\n"
     assert (tmp_path / "x.jsonl.torn").read_bytes() == torn + b"\n"
+
+
+def test_a_torn_tail_set_aside_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                         ) -> None:
+    caplog.set_level(logging.WARNING, logger="ensemble_otel")
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b'{"i":1}\n{"to')
+    app = JsonlAppender()
+    assert app.append(path, _line(2))
+    app.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: a torn last line (4 bytes) from an earlier crash was moved to x.jsonl.torn"]
