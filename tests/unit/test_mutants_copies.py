@@ -230,3 +230,13 @@ def test_whole_looks_again_every_fraction_of_its_timeout() -> None:
     ledger.last_ts = ledger._writing
     waiter.join(5)
     assert out and out[0] is not known and out[0][AT["equity"]] == 66.0
+
+
+def test_a_collection_that_starts_with_another_callback_takes_a_new_view() -> None:
+    ledger = _owned()
+    read0, read1 = ledger.copies.reader(0), ledger.copies.reader(1)
+    first = read0()
+    assert read1() is first
+    ledger.maybe_emit(H0 + 2.0, equity=104.0)
+    second = read1()  # index 1 again: the next collection, whatever its first callback
+    assert second is not first and second == take(ledger)

@@ -340,3 +340,12 @@ def test_disk_until_after_the_first_hour_of_1970(root: Path) -> None:
     with capture(root=root, strategy_id="s1") as cap:
         assert cap.health._hour.last_written == 0
         assert cap.health._disk_until == 3600.0
+
+
+def test_disk_until_after_the_first_day_of_1970(root: Path) -> None:
+    with capture(root=root, strategy_id="s1") as cap:
+        cap.health.maybe_emit(60.0, equity=1.0)
+        cap.health.maybe_emit(86460.0, equity=1.0)  # the day starting at 0 is on disk
+    with capture(root=root, strategy_id="s1") as cap:
+        assert cap.health._day.last_written == 0
+        assert cap.health._disk_until == 86400.0

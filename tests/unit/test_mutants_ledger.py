@@ -344,10 +344,10 @@ def test_turnover() -> None:
 
 def test_arm_derives_the_fast_path_fields() -> None:
     spy = Spy()
-    spy._end, spy._c_notional, spy.last_ts = H0 + 3600.0, 5.0, H0 + 9.0
+    spy._end, spy._c_notional, spy.last_ts = H0 + 3600.0, 4e299, H0 + 9.0
     spy.peak, spy.max_drawdown = 10.0, 0.5
     spy._arm()
-    assert spy._hour_end == H0 + 3600.0 and spy._n_cap == NOTIONAL_ROOM - 5.0
+    assert spy._hour_end == H0 + 3600.0 and spy._n_cap == 6e299
     assert spy._writing == H0 + 9.0 and spy._dd_floor == 10.0 * (0.5 + 1e-12)
 
 

@@ -212,3 +212,55 @@ def test_the_open_hour_continues_only_with_bars_not_on_disk(root: Path) -> None:
                                          "24h": _bucket(H0)}))
     restore(ledger2, store2, "s1")
     assert ledger2._end == -math.inf  # on disk already
+
+
+def test_a_state_file_without_seq_counts_as_seq_0(root: Path) -> None:
+    store, ledger = _store(root), _ledger()
+    older = _state(equity=1.0)
+    del older["seq"]
+    _write_state(store, older)
+    _write_state(store, _state(seq=1, equity=2.0), journal=True)
+    restore(ledger, store, "s1")
+    assert ledger.equity == 2.0 and store.seq == 1
+    store2, ledger2 = _store(root / "b"), _ledger()
+    _write_state(store2, older)
+    restore(ledger2, store2, "s1")
+    assert ledger2.equity == 1.0 and store2.seq == 0
+
+
+def test_an_open_hour_of_one_bar_continues(root: Path) -> None:
+    store, ledger = _store(root), _ledger()
+    _write_state(store, _state(buckets={"1h": _bucket(H0 + 3600, bars=1),
+                                        "24h": _bucket(H0)}))
+    restore(ledger, store, "s1")
+    assert ledger._end == H0 + 7200.0
+
+
+def test_a_day_record_without_an_hour_record_and_the_higher_peak(root: Path) -> None:
+    store, ledger = _store(root), _ledger()
+    _write_records(store, "24h", _record("2024-02-29T00:00:00Z", equity=60.0, peak_equity=90.0,
+                                         last_bar_ts="2024-02-29T23:00:00Z"))
+    restore(ledger, store, "s1")
+    assert ledger._day.last_written == H0 - 86400 and ledger.peak == 90.0
+    store2, ledger2 = _store(root / "b"), _ledger()
+    _write_records(store2, "1h", _record("2024-03-01T05:00:00Z", peak_equity=130.0))
+    _write_records(store2, "24h", _record("2024-02-29T00:00:00Z", peak_equity=110.0))
+    restore(ledger2, store2, "s1")
+    assert ledger2.peak == 130.0
+
+
+def test_with_a_state_the_day_record_still_says_what_is_on_disk(root: Path) -> None:
+    store, ledger = _store(root), _ledger()
+    _write_state(store, _state())
+    _write_records(store, "1h", _record("2024-03-01T05:00:00Z"))
+    _write_records(store, "24h", _record("2024-03-01T00:00:00Z"))
+    restore(ledger, store, "s1")
+    assert ledger._day.last_written == H0
+
+
+def test_a_record_of_the_first_hour_of_1970_sets_the_previous_close(root: Path) -> None:
+    store, ledger = _store(root), _ledger()
+    ledger._hour.prev_close = 5.0  # an older state: no last_start
+    _write_records(store, "1h", _record("1970-01-01T00:00:00Z", equity=7.0))
+    restore(ledger, store, "s1")
+    assert (ledger._hour.prev_close, ledger._hour.last_start) == (7.0, 0)

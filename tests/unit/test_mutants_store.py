@@ -408,3 +408,16 @@ def test_close_does_not_raise_when_the_journal_cannot_be_closed(
     monkeypatch.setattr(store.journal, "close", broken)
     store.close()
     assert not store.lock.locked()
+
+
+def test_drop_journal_does_not_raise_when_it_cannot_empty_it(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store(root)
+    store.save(_saved(store), journal=True)
+
+    def broken() -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(store.journal, "truncate", broken)
+    store.drop_journal()
+    assert store.journal.has_entries()

@@ -151,3 +151,13 @@ def test_field_and_total_read_the_view() -> None:
 
 def test_drawdown_of_a_peak_below_one() -> None:
     assert drawdown(_view(equity=0.25, peak=0.5)) == 0.5
+
+
+def test_every_instrument_has_its_own_callback_index() -> None:
+    asked: list[int] = []
+    ledger = _ledger()
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    views.register(provider.get_meter("t"),
+                   lambda i: asked.append(i) or (lambda: take(ledger)))  # type: ignore[func-returns-value]
+    provider.shutdown()
+    assert asked == list(range(len(LEVELS) + len(views.PER_PERIOD)))
