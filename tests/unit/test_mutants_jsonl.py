@@ -392,3 +392,42 @@ def test_a_torn_tail_set_aside_is_logged(tmp_path: Path, caplog: pytest.LogCaptu
     app.close()
     assert [r.getMessage() for r in caplog.records] == [
         f"{path}: a torn last line (4 bytes) from an earlier crash was moved to x.jsonl.torn"]
+
+
+def test_a_whole_document_ends_with_a_newline(tmp_path: Path) -> None:
+    path = tmp_path / "d.json"
+    jsonl.atomic_write_json(path, {"a": 1})
+    assert path.read_bytes() == b'{"a":1}\n'
+
+
+@pytest.mark.parametrize(("data", "max_bytes", "expected"), [
+    (b"\n", 100, b""), (b"\nabc\n", 100, b"abc"), (b"ab\n", 2, None), (b"ab\n", 3, b"ab"),
+    (b"abc", 100, None),
+])
+def test_last_line_edges(tmp_path: Path, data: bytes, max_bytes: int,
+                         expected: bytes | None) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(data)
+    assert jsonl.last_line(path, max_bytes) == expected
+
+
+def test_the_journal_reads_a_newest_line_up_to_a_mebibyte(tmp_path: Path) -> None:
+    journal = JsonJournal(tmp_path / "s.json")
+    journal.journal_path.write_bytes(b"[" + b"1," * (3 << 18) + b"1]\n")  # 1.5 MiB
+    assert journal.newest_entry() is None  # longer than the bound: not taken
+    journal.journal_path.write_bytes(b"x")
+    assert journal.has_entries()  # one byte (a torn line) is an entry to clear
+    journal.journal_path.unlink()
+    journal.journal_path.symlink_to(tmp_path / "elsewhere")
+    assert journal.has_entries()  # refused, but something is there
+
+
+def test_default_stream_name_and_interval_in_the_refusal(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="ensemble_otel")
+    path = tmp_path / "x.jsonl"
+    path.symlink_to(tmp_path / "victim")
+    assert JsonlAppender().append(path, _line(0)) is False
+    [message] = [r.getMessage() for r in caplog.records]
+    assert message.startswith("ensemble-otel jsonl: ")
+    assert message.endswith("checked again every 60 s)")

@@ -389,3 +389,18 @@ def test_the_notional_cap_shrinks_by_the_closed_hours_total() -> None:
     assert spy.general == 2
     _bar(spy, H0 + 3603.0, traded_notional=2e299)  # 7e299 reaches the cap: general
     assert spy.general == 3 and spy._h_notional == 7e299
+
+
+def test_a_new_ledgers_levels_and_buckets() -> None:
+    spy = Spy()
+    assert (spy.realized, spy.unrealized, spy.positions) == (None, None, None)
+    assert (spy._hour.seconds, spy._day.seconds) == (3600, 86400)
+
+
+def test_a_peak_below_one_still_has_a_drawdown_floor() -> None:
+    spy = _opened()
+    spy.peak, spy.max_drawdown = 0.5, 0.0
+    spy._reset_dd_floor()
+    assert spy._dd_floor == 0.5 * (1.0 + 1e-12)
+    _bar(spy, H0 + 2.0, 0.25)  # the fast path finds it below the floor
+    assert spy.max_drawdown == 0.5 and spy.general == 1

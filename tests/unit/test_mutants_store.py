@@ -421,3 +421,12 @@ def test_drop_journal_does_not_raise_when_it_cannot_empty_it(
     monkeypatch.setattr(store.journal, "truncate", broken)
     store.drop_journal()
     assert store.journal.has_entries()
+
+
+def test_a_journal_alone_is_read_and_the_journal_bound(root: Path) -> None:
+    store = _store(root)
+    assert store.journal.max_bytes == store_mod.JOURNAL_BYTES == 4 << 20
+    state = _saved(store, seq=3)
+    store.journal.journal_path.parent.mkdir(parents=True)
+    store.journal.journal_path.write_bytes(orjson.dumps(state) + b"\n")
+    assert store.saved_states() == [(store.journal.journal_path, state)]
