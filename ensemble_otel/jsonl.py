@@ -283,7 +283,7 @@ class JsonlAppender:
         fds, parents, parent = self._fds, self._parents, path.parent
         stale = [p for p in fds if parents[p] == parent]
         others = [p for p in fds if parents[p] != parent]
-        stale += others[:len(others) - (MAX_OPEN_FILES - 1)]  # the oldest, past the limit
+        stale += others[:max(0, len(others) - (MAX_OPEN_FILES - 1))]  # the oldest, past it
         if stale:
             for old in stale:
                 del parents[old]

@@ -95,10 +95,11 @@ def count(value: object, field: str) -> int:
     """A whole number >= 0 (an int, or a float that is whole)."""
     try:
         if isinstance(value, bool) or not hasattr(value, "__index__"):
-            if isinstance(value, float) and value.is_integer() and value >= 0:
-                return int(value)
-            raise bar_error(field, value, "must be a whole number >= 0")
-        out = int(value.__index__())  # type: ignore[union-attr]
+            if not (isinstance(value, float) and value.is_integer() and value >= 0):
+                raise bar_error(field, value, "must be a whole number >= 0")
+            out = int(value)  # whole: the range check below holds it to COUNT_MAX too
+        else:
+            out = int(value.__index__())  # type: ignore[union-attr]
     except BarError:
         raise
     except Exception:

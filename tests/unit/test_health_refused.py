@@ -385,3 +385,20 @@ def test_a_closing_bar_of_exact_types_records_as_the_general_path_does(root: Pat
     (records_a, state_a), (records_b, state_b) = runs
     assert len(records_a) == 19 and records_a == records_b
     assert state_a == state_b
+
+
+@pytest.mark.parametrize("field", ["risk_breaches", "risk_warnings", "open_positions"])
+def test_a_whole_float_count_above_count_max_is_refused(root: Path, field: str) -> None:
+    """A count given as a whole float beyond COUNT_MAX is refused like the same int: it
+    used to pass, and the hour's close then raised out of maybe_emit (the record lost)."""
+    from ensemble_otel.health.checks import COUNT_MAX
+
+    with capture(root=root, strategy_id="s1", strict=False) as cap:
+        assert cap.health.maybe_emit(at(0, 1), equity=1.0) == []
+        result = cap.health.maybe_emit(at(0, 2), equity=1.0, **{field: 1e20})
+        assert result.refused and result.field == field
+        assert result.rule == f"must be a whole number >= 0 and <= {COUNT_MAX}"
+        kept = cap.health.maybe_emit(at(0, 3), equity=1.0, **{field: float(COUNT_MAX)})
+        assert kept == [] and not getattr(kept, "refused", False)
+        [record] = cap.health.maybe_emit(at(1, 1), equity=1.0)  # the close does not raise
+    assert (record["bars"], record["bars_refused"]) == (2, 1)

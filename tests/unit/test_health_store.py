@@ -194,7 +194,7 @@ def test_a_journalled_record_missing_from_its_file_is_appended_on_restart(
     live, crashed = tmp_path / "live", tmp_path / "crashed"
     with capture(root=live, strategy_id="s1", heartbeat_interval=3600) as cap:
         cap.health.maybe_emit(at(0, 10), equity=100.0)
-        monkeypatch.setattr(cap.health._store, "append", lambda *items: None)  # dies here
+        monkeypatch.setattr(cap.health._store, "append", lambda *a: None)  # dies here
         [record] = cap.health.maybe_emit(at(1, 10), equity=101.0)
         shutil.copytree(live, crashed, ignore=shutil.ignore_patterns("*.lock", ".*.tmp"))
         monkeypatch.undo()

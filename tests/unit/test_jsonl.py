@@ -607,3 +607,16 @@ def shutil_rmtree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path)
+
+
+def test_streams_in_their_own_directories_stay_open_up_to_the_limit(tmp_path: Path) -> None:
+    """One file open per directory, up to MAX_OPEN_FILES: none is reopened in rotation
+    (a negative slice bound used to close files whenever fewer than the limit were open)."""
+    app = JsonlAppender()
+    paths = [tmp_path / f"d{k}" / "x.jsonl" for k in range(jsonl.MAX_OPEN_FILES)]
+    for k, path in enumerate(paths):
+        assert app.append(path, dumps_line({"k": k}))
+    assert set(app._fds) == set(paths)
+    assert app.append(tmp_path / "d8" / "x.jsonl", dumps_line({"k": 8}))
+    assert paths[0] not in app._fds and len(app._fds) == jsonl.MAX_OPEN_FILES
+    app.close()
