@@ -60,6 +60,8 @@ def restore(ledger: Ledger, store: Store, strategy_id: str) -> None:
         except (OSError, ValueError, TypeError, KeyError) as exc:
             store.set_aside(path, exc)
             state = None
+            # as the log says: from the records on disk only, nothing of the state set aside
+            ledger._init_ledger(strict=ledger.strict)
         else:
             store.seq = max(int(s.get("seq", 0)) for _, s in saved)
             store.start_journal(path, state)

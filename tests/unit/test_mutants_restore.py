@@ -264,3 +264,20 @@ def test_a_record_of_the_first_hour_of_1970_sets_the_previous_close(root: Path) 
     _write_records(store, "1h", _record("1970-01-01T00:00:00Z", equity=7.0))
     restore(ledger, store, "s1")
     assert (ledger._hour.prev_close, ledger._hour.last_start) == (7.0, 0)
+
+
+def test_a_state_set_aside_after_loading_leaves_nothing_of_it(root: Path) -> None:
+    """A state that loads but names an unwritten record that cannot be put back is set
+    aside: the ledger continues from the records on disk alone, as the log says, not with
+    the set-aside state's totals, peak and open hour."""
+    store, ledger = _store(root), _ledger()
+    _write_state(store, _state(unwritten=[["9h", "x.jsonl", {}]]))
+    _write_records(store, "1h", _record("2024-03-01T00:00:00Z", equity=90.0,
+                                        peak_equity=100.0))
+    restore(ledger, store, "s1")
+    assert store.state_path.with_name("s1.json.corrupt").exists()
+    assert (ledger.total_bars, ledger.total_notional, ledger.dropped, ledger.refused) == (
+        0, 0.0, 0, 0)
+    assert (ledger.peak, ledger.max_drawdown, ledger.equity) == (100.0, 0.2, None)
+    assert ledger._hour.start == -1 and ledger._hour.last_written == H0
+    assert ledger.last_ts == H0 + 1800.0
