@@ -275,3 +275,21 @@ def test_check_bar_names_the_first_bad_field() -> None:
 
 def test_module_bounds() -> None:
     assert checks.TS_MIN == 0.0 and TS_MAX == 253402300800.0 and COUNT_MAX == 2**32 - 1
+
+
+def test_a_naive_datetime_is_utc_whatever_the_local_time_zone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A naive datetime means UTC on a host whose local zone is not UTC too."""
+    import time
+
+    from ensemble_otel.health.checks import to_unix
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert time.timezone != 0  # the zone took effect
+        assert to_unix(datetime(2024, 3, 1)) == 1_709_251_200.0
+        assert to_unix(datetime(2024, 7, 1, 12, 30)) == 1_719_837_000.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
