@@ -620,3 +620,26 @@ def test_streams_in_their_own_directories_stay_open_up_to_the_limit(tmp_path: Pa
     assert app.append(tmp_path / "d8" / "x.jsonl", dumps_line({"k": 8}))
     assert paths[0] not in app._fds and len(app._fds) == jsonl.MAX_OPEN_FILES
     app.close()
+
+
+def _held_under(root: Path) -> list[str]:
+    """What this process holds open under ``root`` (files and directories)."""
+    return sorted(p for p in map(_path_of, map(int, os.listdir("/proc/self/fd")))
+                  if p == str(root) or p.startswith(str(root) + "/"))
+
+
+def test_kept_directory_descriptors_are_bounded_and_closed(tmp_path: Path) -> None:
+    """One descriptor per stream directory, at most MAX_OPEN_FILES of them; one for a
+    directory moved away is closed when its path is reached again; close() leaves none."""
+    app = JsonlAppender()
+    n = jsonl.MAX_OPEN_FILES + 3
+    for k in range(n):
+        assert app.append(tmp_path / f"d{k}" / "x.jsonl", dumps_line({"k": k}))
+    held = _held_under(tmp_path)
+    dirs = [p for p in held if not p.endswith(".jsonl")]
+    assert len(dirs) == jsonl.MAX_OPEN_FILES and str(tmp_path / f"d{n - 1}") in dirs
+    (tmp_path / f"d{n - 1}").rename(tmp_path / "moved")
+    assert app.append(tmp_path / f"d{n - 1}" / "y.jsonl", dumps_line({"k": n}))
+    assert not any(p.startswith(str(tmp_path / "moved")) for p in _held_under(tmp_path))
+    app.close()
+    assert _held_under(tmp_path) == []
