@@ -281,3 +281,13 @@ def test_a_state_set_aside_after_loading_leaves_nothing_of_it(root: Path) -> Non
     assert (ledger.peak, ledger.max_drawdown, ledger.equity) == (100.0, 0.2, None)
     assert ledger._hour.start == -1 and ledger._hour.last_written == H0
     assert ledger.last_ts == H0 + 1800.0
+
+
+def test_a_strict_ledger_stays_strict_when_its_state_is_set_aside(root: Path) -> None:
+    store, ledger = _store(root), _ledger()
+    ledger._init_ledger(strict=True)
+    ledger._unwritten = ()
+    _write_state(store, _state(unwritten=[["9h", "x.jsonl", {}]]))
+    restore(ledger, store, "s1")
+    assert store.state_path.with_name("s1.json.corrupt").exists()
+    assert ledger.strict is True
