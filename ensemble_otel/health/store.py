@@ -266,7 +266,7 @@ class Store:
             return self._write_failed(exc)
         return True
 
-    def _write_failed(self, exc: OSError) -> bool:
+    def _write_failed(self, exc: Exception) -> bool:
         """A state or journal write failed: one error a minute; the bot keeps running."""
         self._errors.log(logging.ERROR, "ensemble-otel health: cannot write state %s: %s "
                          "(the bot keeps running; retried at every beat, reported at most "
@@ -285,7 +285,7 @@ class Store:
             self.journal.append(compact(view, self.strategy_id, self.seq, lines))
             if hook is not None:
                 hook("close:after-journal")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: lines not matching the records
             return self._write_failed(exc)
         return True
 

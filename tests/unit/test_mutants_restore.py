@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from unit_support import bare_ledger
 
 from ensemble_otel import paths
 from ensemble_otel._time import parse_iso
@@ -24,9 +25,7 @@ H0 = 1_709_251_200  # 2024-03-01T00:00:00Z
 
 
 def _ledger() -> Ledger:
-    ledger = Ledger()
-    ledger._init_ledger()
-    ledger._unwritten = ()
+    ledger: Ledger = bare_ledger()
     return ledger
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
-from unit_support import read_jsonl
+from unit_support import bare_ledger, read_jsonl
 
 from ensemble_otel import paths
 from ensemble_otel.health import store as store_mod
@@ -31,9 +31,7 @@ H0 = 1_709_251_200.0  # 2024-03-01T00:00:00Z
 
 
 def _ledger() -> Ledger:
-    ledger = Ledger()
-    ledger._init_ledger()
-    ledger._unwritten = ()
+    ledger: Ledger = bare_ledger()
     return ledger
 
 

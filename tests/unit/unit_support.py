@@ -54,3 +54,13 @@ def run_bounded(args: list[str], stdin: Any = None, timeout: float = 20
     rc, out, err, rss = eval(done.stdout)  # our own repr of plain values
     result = None if rc == -999 else subprocess.CompletedProcess(args, rc, out, err)
     return result, rss
+
+
+def bare_ledger() -> Any:
+    """A Ledger alone (no emitter, store or SDK), as the emitter's start leaves it."""
+    from ensemble_otel.health.ledger import Ledger
+
+    ledger = Ledger()
+    ledger._init_ledger()
+    ledger._unwritten = ()
+    return ledger
