@@ -73,8 +73,12 @@ def starts(t: float) -> tuple[int, int]:
 def closing(hour: Bucket, day: Bucket, hour_start: int, day_start: int) -> list[Bucket]:
     """The buckets a bar in the hour ``hour_start`` (of the day ``day_start``) closes: those
     that saw bars and start elsewhere. ``hour`` must hold the open hour's sums (folded)."""
-    return [b for b, start in ((hour, hour_start), (day, day_start))
-            if b.bars > 0 and b.start != start]
+    closed = []
+    if hour.bars > 0 and hour.start != hour_start:
+        closed.append(hour)
+    if day.bars > 0 and day.start != day_start:
+        closed.append(day)
+    return closed
 
 
 def on_disk(hour: Bucket, day: Bucket, t: float) -> bool:

@@ -24,18 +24,17 @@ from ensemble_otel._ratelog import RateLimitedLog
 from ensemble_otel._time import iso
 from ensemble_otel.errors import BarError
 from ensemble_otel.health import views
-from ensemble_otel.health.buckets import starts
+from ensemble_otel.health.closes import Unwritten, close
 from ensemble_otel.health.copies import COPY_TIMEOUT, Copies
 from ensemble_otel.health.ledger import Ledger
 from ensemble_otel.health.restore import restore
 from ensemble_otel.health.store import Store, state_from
-from ensemble_otel.health.views import View, record, take
-from ensemble_otel.jsonl import JsonlAppender, dumps_line
+from ensemble_otel.health.views import take
+from ensemble_otel.jsonl import JsonlAppender
 from ensemble_otel.settings import Settings
 
 _log = logging.getLogger("ensemble_otel")
 _INF = math.inf
-Unwritten = tuple[str, str, dict[str, Any]]  # (period, file name, record)
 
 
 class HealthSnapshotEmitter(Ledger):
@@ -98,20 +97,19 @@ class HealthSnapshotEmitter(Ledger):
 
     def _close(self, t: float) -> list[dict[str, Any]]:
         """A bar at ``t`` opened a later hour: record what it closes, open its buckets."""
-        copies, store = self._copies, self._store
+        copies, store, s = self._copies, self._store, self.settings
         copies.bar_ident = get_ident()
         # the state before the close, whole (no bar is under way): what other threads read
-        # while the close runs, and the view the records' levels come from
+        # while the close runs, the view the records' levels come from, and what the journal
+        # line holds (with t, its redo gives the state after the close)
         before = take(self)
         copies.closing = before
         # a copy taken between the fold and the end of the close would mix two hours:
         # _rolling marks it as not whole (see copies.py)
-        hour_start, day_start = starts(t)
         self._rolling = True
         try:
-            closed = self._roll(hour_start, day_start)
-            items = self._records(closed, before) if closed else ()
-            self._open(hour_start, day_start)
+            closed, items = close(self, t, before, s.strategy_id, s.schema_version,
+                                  store.file_name)
             self._unwritten = items  # before _rolling clears: a copy must carry them
         finally:
             self._rolls += 1
@@ -121,39 +119,14 @@ class HealthSnapshotEmitter(Ledger):
             self._publish()  # for this copy
         if not closed:
             return []
-        # each record serialised once: its line goes to its file and, as it is, into the
-        # journal line that names it
-        lines = [dumps_line(rec) for _, _, rec in items]
-        # write-ahead (store.py, rule 1): the state names the records before they are
-        # appended, so a crash in between leaves a state never behind the files
+        # write-ahead (store.py, rule 1): the journal names the close, hence its records,
+        # before they are appended, so a crash in between leaves a state never behind the files
         with store.lock:
-            # whole: no bar is under way on this thread
-            if self._active and store.journal_view(take(self), lines):
+            if self._active and store.journal_close(before, t, s.schema_version):
                 self._saved_ts = self.last_ts
-        store.append(items, lines)
+        store.append(items)
         self._unwritten = ()
         return [rec for _, _, rec in items]
-
-    def _records(self, closed: list[Any], before: View) -> tuple[Unwritten, ...]:
-        """The records of the closed buckets not on disk yet; each bucket remembers what
-        its record said (the next record's PnL starts there)."""
-        store, s, refused = self._store, self.settings, self.refused
-        items = []
-        for b in closed:
-            rec = record(b, before, self.first_equity, refused - b.refused_base,
-                         s.strategy_id, s.schema_version)
-            if b.start > b.last_written:
-                items.append((b.period, store.path(b.period, b.start).name, rec))
-                b.last_written = b.start
-            else:
-                _log.info("ensemble-otel health: %s bucket %s already on disk; not written "
-                          "again", b.period, rec["ts"])
-            b.prev_close = rec["equity"]
-            b.last_pnl = rec["pnl"]
-            b.last_turnover = rec["turnover"]
-            b.last_start = b.start
-            b.refused_base = refused
-        return tuple(items)
 
     def _publish(self) -> None:
         self._copies.publish()

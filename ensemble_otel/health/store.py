@@ -1,16 +1,18 @@
 """The health store: state file, journal, restore, and the exactly-once rules.
 
 Files (under ``<root>/state/health/``): ``<strategy>.json`` holds a whole state (replaced
-atomically by beats and shutdown); ``<strategy>.json.wal`` the states saved at bucket
-closes since, one line each (see :class:`~ensemble_otel.jsonl.JsonJournal`), in compact
-form: the state view itself as a list (``compact``; ``expand`` makes the document again,
-and readers take either form). Each state carries a ``seq``: the newest of the file and
-the journal's last whole line wins.
+atomically by beats and shutdown); ``<strategy>.json.wal`` one line per bucket close since
+(see :class:`~ensemble_otel.jsonl.JsonJournal`): the state view from before the close, as a
+list, and the time of the bar that closed it (``close_line``); ``expand`` redoes the close
+(closes.py) and makes the state document after it, the records it names included. Readers
+also take a whole document, and the view after a close that earlier versions journalled
+(view format 1). Each state carries a ``seq``: the newest of the file and the journal's
+last whole line wins.
 
 The rules that make every bucket's record reach its file exactly once:
 
-1. write-ahead: a bucket close appends to the journal a state that already counts the
-   close and names its records (``unwritten``) before the records are appended;
+1. write-ahead: a bucket close appends to the journal a line that gives the state after
+   the close, its records (``unwritten``) included, before the records are appended;
 2. on restore, a named record missing from its file (the file's last record starts
    earlier) is appended then;
 3. a bucket whose start is not after the newest record on disk of its period is never
@@ -39,8 +41,10 @@ from ensemble_otel import paths, safe_fs
 from ensemble_otel._ratelog import RateLimitedLog
 from ensemble_otel._time import parse_iso
 from ensemble_otel._validate_fields import check_field
-from ensemble_otel.contract.registry import HEALTH_1H, HEALTH_24H, Field
+from ensemble_otel.contract.registry import Field
 from ensemble_otel.health.buckets import BUCKET_STATE, PERIODS
+from ensemble_otel.health.checks import TS_MAX, TS_MIN
+from ensemble_otel.health.closes import KINDS, file_name, redo
 from ensemble_otel.health.views import AT, STATE_ATTRS, View
 from ensemble_otel.jsonl import JsonJournal, JsonlAppender, dumps_line, last_line
 
@@ -50,7 +54,6 @@ STATE_VERSION = 2  # 2: the day bucket and the totals exclude the open hour
 JOURNAL_BYTES = 4 << 20
 STEPS = ("close:before-journal", "close:after-journal", "close:between-appends",
          "close:after-appends", "save:before-replace", "save:after-replace")
-_KINDS = {"1h": HEALTH_1H, "24h": HEALTH_24H}
 _BUCKET_AT = {p: {k: AT[f"_{n}.{k}"] for k in BUCKET_STATE} for p, n in (("1h", "hour"),
                                                                           ("24h", "day"))}
 
@@ -60,39 +63,52 @@ def read_json_line(line: bytes) -> Any:
 
 
 STATE_MAX_BYTES = 16 << 20  # a state file is kilobytes; a bigger one is not ours
-VIEW_FORMAT = 1  # compact states list views.STATE_ATTRS in this order
+AFTER_CLOSE, BEFORE_CLOSE = 1, 2  # view formats: the view after a close; before it, with t
 
 
-def compact(view: View, strategy_id: str, seq: int,
-            lines: list[bytes] | None = None) -> dict[str, Any]:
-    """A bucket close's journal line: the view itself (a list in STATE_ATTRS order), with
-    what readers look at first beside it. Expanded by :func:`expand`. ``lines``: the
-    unwritten records already serialised (one per item, newline ended), taken as they are."""
-    values: Any = view
-    if lines:
-        values = list(view)
-        values[_UNWRITTEN] = [(period, name, orjson.Fragment(line[:-1]))
-                              for (period, name, _), line in zip(view[_UNWRITTEN], lines,
-                                                                 strict=True)]
+def close_line(view: View, t: float, strategy_id: str, schema_version: str,
+               seq: int) -> dict[str, Any]:
+    """A bucket close's journal line: the view from before the close (a list in
+    STATE_ATTRS order) and the time ``t`` of the bar that closed it, with what readers look
+    at first beside them. Expanded by :func:`expand`."""
     return {"version": STATE_VERSION, "strategy_id": strategy_id, "seq": seq,
-            "last_ts": view[_LAST_TS], "view_format": VIEW_FORMAT, "view": values}
+            "last_ts": view[_LAST_TS], "view_format": BEFORE_CLOSE, "close": t,
+            "schema_version": schema_version, "view": view}
 
 
 def expand(saved: Any) -> Any:
-    """A saved state as the state document, whichever form it was saved in."""
+    """A saved state as the state document, whichever form it was saved in (a journalled
+    close is redone). Raises ValueError naming what is wrong."""
     if not isinstance(saved, dict) or "view" not in saved:
         return saved
-    values = saved["view"]
-    if (saved.get("view_format") != VIEW_FORMAT or not isinstance(values, list)
+    values, form = saved["view"], saved.get("view_format")
+    if (form not in (AFTER_CLOSE, BEFORE_CLOSE) or not isinstance(values, list)
             or len(values) != len(STATE_ATTRS)):
-        raise ValueError(f"state view in an unknown form (view_format "
-                         f"{saved.get('view_format')!r}, {len(values)} values)")
+        raise ValueError(f"state view in an unknown form (view_format {form!r}, "
+                         f"{len(values)} values)")
     values[_UNWRITTEN] = tuple(tuple(item) for item in values[_UNWRITTEN] or ())
     if values[_LAST_TS] is None:
         values[_LAST_TS] = -_INF
-    state = state_from(tuple(values), saved.get("strategy_id"))  # type: ignore[arg-type]
+    strategy_id = saved.get("strategy_id")
+    view = tuple(values)
+    if form == BEFORE_CLOSE:
+        view = _redo(view, saved, strategy_id)
+    state = state_from(view, strategy_id)  # type: ignore[arg-type]
     state["seq"] = saved.get("seq", 0)
     return state
+
+
+def _redo(view: View, saved: dict[str, Any], strategy_id: Any) -> View:
+    """The view after the close a journal line names (its view checked first)."""
+    t, schema_version = saved.get("close"), saved.get("schema_version")
+    if type(t) not in (int, float) or not TS_MIN <= t < TS_MAX:
+        raise ValueError(f"state close = {t!r} is not a bar time (unix seconds, "
+                         f"{TS_MIN:g} <= t < {TS_MAX:g})")
+    if not isinstance(schema_version, str) or not isinstance(strategy_id, str):
+        raise ValueError(f"state close: schema_version = {schema_version!r} and "
+                         f"strategy_id = {strategy_id!r} must be text")
+    check_state(state_from(view, strategy_id))
+    return redo(view, float(t), strategy_id, schema_version)
 
 
 _LAST_TS = AT["last_ts"]
@@ -209,7 +225,7 @@ class Store:
                  appender: JsonlAppender) -> None:
         self.root = root
         self.strategy_id = strategy_id
-        self.dirs = {p: paths.strategy_path(root, k, strategy_id) for p, k in _KINDS.items()}
+        self.dirs = {p: paths.strategy_path(root, k, strategy_id) for p, k in KINDS.items()}
         self.state_path = state_path
         # compacted (the file replaced, the journal emptied) past JOURNAL_BYTES: a rename
         # costs milliseconds on ext4, beats and shutdown replace the file anyway
@@ -219,27 +235,35 @@ class Store:
         self.seq = 0  # saves so far (across restarts): the newest of file and journal wins
         self.hook: Callable[[str], None] | None = None
         self._errors = RateLimitedLog(_log, 60.0)
-        self._files: dict[tuple[str, float], Path] = {}  # (period, day) -> file
+        self._files: dict[tuple[str, int], str] = {}  # (period, day) -> file name
         self._named: dict[tuple[str, str], Path] = {}  # (period, file name) -> file
 
     def step(self, name: str) -> None:
         if self.hook is not None:
             self.hook(name)
 
-    def path(self, period: str, start: float) -> Path:
-        """The file of a bucket's record (the same Path object for the same file)."""
+    def file_name(self, period: str, start: int) -> str:
+        """The name of the file of a bucket's record (closes.file_name, remembered by day)."""
         key = (period, start // 86400)
-        path = self._files.get(key)
-        if path is None:
+        name = self._files.get(key)
+        if name is None:
             if len(self._files) > 8:
                 self._files.clear()
-            name = paths.partition_file(_KINDS[period], start)
-            path = self._named.get((period, name))
-            if path is None:
-                if len(self._named) > 8:
-                    self._named.clear()
-                path = self._named[(period, name)] = self.dirs[period] / name
-            self._files[key] = path
+            name = self._files[key] = file_name(period, start)
+        return name
+
+    def path(self, period: str, start: float) -> Path:
+        """The file of a bucket's record."""
+        return self._path(period, self.file_name(period, int(start)))
+
+    def _path(self, period: str, name: str) -> Path:
+        """The file ``name`` of ``period`` (the same Path object for the same file: the
+        appender's quick check is ``is``)."""
+        path = self._named.get((period, name))
+        if path is None:
+            if len(self._named) > 8:
+                self._named.clear()
+            path = self._named[(period, name)] = self.dirs[period] / name
         return path
 
     # -- saving --------------------------------------------------------------------------------
@@ -273,32 +297,30 @@ class Store:
                          "once a minute)", self.state_path, exc)
         return False
 
-    def journal_view(self, view: View, lines: list[bytes] | None = None) -> bool:
-        """A bucket close's write-ahead line (the caller holds ``lock``): the whole view
-        after the close, in compact form (``lines``: its unwritten records, serialised).
-        Fails soft like :meth:`save`."""
+    def journal_close(self, before: View, t: float, schema_version: str) -> bool:
+        """A bucket close's write-ahead line (the caller holds ``lock``): the view from before
+        the close and the time of the bar that closed it (:func:`close_line`). Fails soft
+        like :meth:`save`."""
         try:
             self.seq += 1
             hook = self.hook
             if hook is not None:
                 hook("close:before-journal")
-            self.journal.append(compact(view, self.strategy_id, self.seq, lines))
+            self.journal.append(close_line(before, t, self.strategy_id, schema_version,
+                                           self.seq))
             if hook is not None:
                 hook("close:after-journal")
-        except (OSError, ValueError) as exc:  # ValueError: lines not matching the records
+        except (OSError, TypeError, ValueError) as exc:  # TypeError: a value JSON cannot hold
             return self._write_failed(exc)
         return True
 
-    def append(self, items: tuple[tuple[str, str, dict[str, Any]], ...],
-               lines: list[bytes] | None = None) -> None:
-        """Append closed buckets' records (period, file name, record) to their files
-        (``lines``: the records serialised, when they are already)."""
-        hook, named, append = self.hook, self._named, self.appender.append
+    def append(self, items: tuple[tuple[str, str, dict[str, Any]], ...]) -> None:
+        """Append closed buckets' records (period, file name, record) to their files."""
+        hook, append = self.hook, self.appender.append
         for i, (period, name, record) in enumerate(items):
             if i and hook is not None:
                 hook("close:between-appends")
-            path = named.get((period, name)) or self.dirs[period] / name
-            append(path, lines[i] if lines is not None else dumps_line(record))
+            append(self._path(period, name), dumps_line(record))
         if hook is not None:
             hook("close:after-appends")
 
@@ -349,7 +371,7 @@ class Store:
 
     def last_record(self, period: str) -> dict[str, Any] | None:
         """The newest whole record on disk of ``period`` (None when there is none)."""
-        files = paths.record_files(self.root, _KINDS[period], self.strategy_id)
+        files = paths.record_files(self.root, KINDS[period], self.strategy_id)
         for path in reversed([f.path for f in files]):
             line = last_line(path)
             if line:

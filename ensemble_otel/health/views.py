@@ -41,6 +41,16 @@ EQUITY = AT["equity"]
 _PEAK = AT["peak"]
 
 View = tuple[Any, ...]
+# (owner, attribute) of each view value: the ledger's own, or its "_hour"/"_day" bucket's
+_WHERE = tuple((name.rpartition(".")[0], name.rpartition(".")[2]) for name in STATE_ATTRS)
+
+
+def put(ledger: Any, view: View) -> None:
+    """Set the ledger's fields to ``view`` (the inverse of ``take``)."""
+    if len(view) != len(_WHERE):
+        raise ValueError(f"a view has {len(_WHERE)} values, not {len(view)}")
+    for (owner, attr), value in zip(_WHERE, view):  # noqa: B905 - length checked above
+        setattr(getattr(ledger, owner) if owner else ledger, attr, value)
 
 
 def whole(view: View) -> bool:

@@ -339,11 +339,11 @@ def test_every_record_equals_an_sdk_collection_at_its_close(
     closing bar gives the record's pnl, turnover and start per period."""
     import random
 
-    from ensemble_otel.health import emitter
+    from ensemble_otel.health import closes
     from ensemble_otel.health.views import RECORD_LEVELS
 
     rng = random.Random(20240301)
-    build = emitter.record
+    build = closes.record
     at_close: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
     def levels() -> dict[str, Any]:
@@ -357,7 +357,7 @@ def test_every_record_equals_an_sdk_collection_at_its_close(
         at_close.append((record, levels()))
         return record
 
-    monkeypatch.setattr(emitter, "record", checked)
+    monkeypatch.setattr(closes, "record", checked)
     h = cap.health
     t = float(DAY0)
     written: list[dict[str, Any]] = []

@@ -603,7 +603,7 @@ def test_state_during_a_stalled_bucket_close_is_the_last_whole_state(
     state() on another thread waits at most its timeout and returns the newest whole state
     (the bars before the close), never half a close; the observable callbacks do not wait
     at all and read that same state; once the close is done, copies hold it."""
-    from ensemble_otel.health import emitter
+    from ensemble_otel.health import closes
 
     with run(root) as cap:
         h = cap.health
@@ -611,14 +611,14 @@ def test_state_during_a_stalled_bucket_close_is_the_last_whole_state(
         h.maybe_emit(at(0, 20), equity=110.0, traded_notional=2.0)
         before = h.state()
         entered, release = threading.Event(), threading.Event()
-        build = emitter.record
+        build = closes.record
 
         def stalled(*args: Any) -> Any:
             entered.set()
             release.wait(60)
             return build(*args)
 
-        monkeypatch.setattr(emitter, "record", stalled)
+        monkeypatch.setattr(closes, "record", stalled)
         closed: list[list[dict[str, Any]]] = []
         bar_thread = threading.Thread(
             target=lambda: closed.append(h.maybe_emit(at(1, 5), equity=120.0)))

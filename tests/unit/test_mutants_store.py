@@ -1,4 +1,4 @@
-"""The health store in detail: the compact journal form and back, the state document of a
+"""The health store in detail: the journal line of a close and its redo, the state document of a
 view, saving (its steps, its seq, its error), reading saved states back and setting bad
 ones aside, the newest record on disk, and the records a crash left unwritten."""
 
@@ -19,13 +19,13 @@ from ensemble_otel.health.ledger import Ledger
 from ensemble_otel.health.store import (
     STATE_VERSION,
     Store,
-    compact,
+    close_line,
     expand,
     read_saved_state,
     state_from,
 )
 from ensemble_otel.health.views import AT, STATE_ATTRS, take
-from ensemble_otel.jsonl import JsonlAppender, dumps_line
+from ensemble_otel.jsonl import JsonlAppender
 
 H0 = 1_709_251_200.0  # 2024-03-01T00:00:00Z
 
@@ -82,23 +82,97 @@ def test_state_before_the_first_bar_and_at_a_peak_of_zero() -> None:
     assert state_from(_view(peak=-1.0, equity=-5.0), "s1")["drawdown"] == 0.0
 
 
-def test_compact_form_expands_to_the_state() -> None:
+def _after_close_line(view: tuple[Any, ...], strategy_id: str, seq: int) -> dict[str, Any]:
+    """The journal line of a close as earlier versions wrote it: the view after the close."""
+    return {"version": STATE_VERSION, "strategy_id": strategy_id, "seq": seq,
+            "last_ts": view[AT["last_ts"]], "view_format": 1, "view": view}
+
+
+def test_a_journal_line_of_an_earlier_version_expands_to_the_state() -> None:
     view = _view()
-    line = compact(view, "s1", 7)
-    assert line == {"version": STATE_VERSION, "strategy_id": "s1", "seq": 7,
-                    "last_ts": H0 + 3660, "view_format": 1, "view": view}
-    expanded = expand(orjson.loads(orjson.dumps(line)))
+    expanded = expand(orjson.loads(orjson.dumps(_after_close_line(view, "s1", 7))))
     assert expanded == {**state_from(view, "s1"), "seq": 7}
 
 
-def test_compact_form_carries_the_unwritten_records_as_serialised() -> None:
+def test_a_journal_line_of_an_earlier_version_carries_its_unwritten_records() -> None:
     record = {"ts": "2024-03-01T00:00:00Z", "equity": 1.5}
     view = _view(_unwritten=(("1h", "2024-03-01.jsonl", record),))
-    line = compact(view, "s1", 3, [dumps_line(record)])
-    data = orjson.loads(orjson.dumps(line))
-    assert data["view"][AT["_unwritten"]] == [["1h", "2024-03-01.jsonl", record]]
+    data = orjson.loads(orjson.dumps(_after_close_line(view, "s1", 3)))
     assert expand(data)["unwritten"] == [["1h", "2024-03-01.jsonl", record]]
-    assert compact(view, "s1", 3)["view"] is view  # no lines: the view as it is
+
+
+def _before_and_after_a_close() -> tuple[tuple[Any, ...], tuple[Any, ...], float]:
+    """The view of a ledger before a close that closes an hour and a day, and after it."""
+    from ensemble_otel.health.closes import close
+
+    ledger = _ledger()
+    ledger.maybe_emit(H0 + 60, equity=100.0, realized_pnl=1.0, traded_notional=10.0,
+                      risk_breaches=1, risk_warnings=2, open_positions=3)
+    ledger.maybe_emit(H0 + 3660, equity=80.0, traded_notional=5.0, risk_warnings=1)
+    ledger.maybe_emit(H0 + 7200, equity="x")  # refused: counted in the records
+    before = take(ledger)
+    t = H0 + 86400 + 120.5
+    ledger._rolling = True
+    _, items = close(ledger, t, before, "s1", "1.1")
+    ledger._unwritten = items
+    ledger._rolling = False
+    return before, take(ledger), t
+
+
+def test_a_close_line_holds_the_view_before_the_close_and_its_bar_time() -> None:
+    before, _, t = _before_and_after_a_close()
+    line = close_line(before, t, "s1", "1.1", 7)
+    assert line == {"version": STATE_VERSION, "strategy_id": "s1", "seq": 7,
+                    "last_ts": H0 + 3660, "view_format": 2, "close": t,
+                    "schema_version": "1.1", "view": before}
+
+
+def test_a_close_line_expands_to_the_state_after_the_close() -> None:
+    before, after, t = _before_and_after_a_close()
+    expanded = expand(orjson.loads(orjson.dumps(close_line(before, t, "s1", "1.1", 7))))
+    assert expanded == {**state_from(after, "s1"), "seq": 7}
+    names = [(period, name) for period, name, _ in expanded["unwritten"]]
+    assert names == [("1h", "2024-03-01.jsonl"), ("24h", "2024-03.jsonl")]
+    hour = expanded["unwritten"][0][2]
+    assert (hour["ts"], hour["equity"], hour["bars"], hour["bars_refused"],
+            hour["schema_version"]) == ("2024-03-01T01:00:00Z", 80.0, 1, 1, "1.1")
+    assert expanded["unwritten"][1][2]["bars"] == 2
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"close": "x"}, r"^state close = 'x' is not a bar time \(unix seconds, "),
+    ({"close": True}, r"^state close = True is not a bar time"),
+    ({"close": float("nan")}, r"^state close = nan is not a bar time"),
+    ({"close": 1e300}, r"^state close = 1e\+300 is not a bar time"),
+    ({"close": None}, r"^state close = None is not a bar time"),
+    ({"schema_version": 2}, r"^state close: schema_version = 2 and strategy_id = 's1' must "
+                            r"be text$"),
+    ({"strategy_id": None}, r"^state close: schema_version = '1.1' and strategy_id = None"),
+])
+def test_a_close_line_with_a_bad_close_is_refused(change: dict[str, Any], message: str) -> None:
+    before, _, t = _before_and_after_a_close()
+    line = {**close_line(before, t, "s1", "1.1", 7), **change}
+    with pytest.raises(ValueError, match=message):
+        expand(orjson.loads(orjson.dumps(line)) if "nan" not in repr(change) else
+               {**line, "view": list(before)})
+
+
+def test_a_close_line_whose_view_breaks_a_rule_is_refused_naming_the_field() -> None:
+    before, _, t = _before_and_after_a_close()
+    data = orjson.loads(orjson.dumps(close_line(before, t, "s1", "1.1", 7)))
+    data["view"][AT["_c_bars"]] = 1.5
+    with pytest.raises(ValueError, match=r"^state\['total_bars'\] = 1.5 is not a whole number"):
+        expand(data)
+
+
+def test_a_close_that_cannot_be_redone_is_refused() -> None:
+    before, _, t = _before_and_after_a_close()
+    data = orjson.loads(orjson.dumps(close_line(before, t, "s1", "1.1", 7)))
+    data["view"][AT["first_equity"]] = None  # passes the field rules; no PnL base
+    data["view"][AT["_hour.prev_close"]] = None
+    with pytest.raises(ValueError, match=r"^the journalled close at 1709337720.5 cannot be "
+                       r"redone \((AssertionError|TypeError)"):
+        expand(data)
 
 
 def test_expand_takes_either_form_and_refuses_an_unknown_view() -> None:
@@ -107,12 +181,15 @@ def test_expand_takes_either_form_and_refuses_an_unknown_view() -> None:
     view = list(_view(_unwritten=None, last_ts=None))
     state = expand({"view_format": 1, "view": list(view), "strategy_id": "s1"})
     assert state["unwritten"] == [] and state["last_ts"] is None and state["seq"] == 0
-    with pytest.raises(ValueError, match=r"^state view in an unknown form \(view_format 2, "
+    with pytest.raises(ValueError, match=r"^state view in an unknown form \(view_format 3, "
                        rf"{len(STATE_ATTRS)} values\)$"):
-        expand({"view_format": 2, "view": view})
+        expand({"view_format": 3, "view": view})
     with pytest.raises(ValueError, match=r"^state view in an unknown form \(view_format 1, "
                        r"3 values\)$"):
         expand({"view_format": 1, "view": [1, 2, 3]})
+    with pytest.raises(ValueError, match=r"^state view in an unknown form \(view_format 2, "
+                       r"3 values\)$"):
+        expand({"view_format": 2, "view": [1, 2, 3]})
     with pytest.raises(ValueError, match=r"view_format None"):
         expand({"view": view})
     with pytest.raises(ValueError, match=rf"view_format 1, {len(STATE_ATTRS)} values"):
@@ -140,24 +217,24 @@ def test_save_counts_seq_and_says_its_steps(root: Path) -> None:
     assert not store.journal.journal_path.exists()
 
 
-def test_journal_view_and_append_say_their_steps(root: Path) -> None:
+def test_journal_close_and_append_say_their_steps(root: Path) -> None:
     store = _store(root)
     steps: list[str] = []
     store.hook = steps.append
-    assert store.journal_view(_view())
+    assert store.journal_close(_view(), H0 + 7200, "1.1")
     assert orjson.loads(store.journal.newest_entry() or b"")["seq"] == 1
     items = tuple(("1h", f"2024-03-0{d}.jsonl", {"ts": f"2024-03-0{d}T00:00:00Z"})
                   for d in (1, 2, 3))
-    store.append(items, [b'{"line":1}\n', b'{"line":2}\n', b'{"line":3}\n'])
+    store.append(items)
     assert steps == ["close:before-journal", "close:after-journal", "close:between-appends",
                      "close:between-appends", "close:after-appends"]
     directory = store.dirs["1h"]
-    assert read_jsonl(directory / "2024-03-02.jsonl") == [{"line": 2}]
+    assert read_jsonl(directory / "2024-03-02.jsonl") == [items[1][2]]
     store.append(items[:1])
-    assert read_jsonl(directory / "2024-03-01.jsonl") == [{"line": 1}, items[0][2]]
+    assert read_jsonl(directory / "2024-03-01.jsonl") == [items[0][2], items[0][2]]
     store.hook = None
     store.append(items[:1])  # no hook: no step
-    assert store.journal_view(_view()) and store.seq == 2
+    assert store.journal_close(_view(), H0 + 7200, "1.1") and store.seq == 2
     assert len(steps) == 6
     store.appender.close()
 
@@ -174,7 +251,7 @@ def test_a_failed_save_says_so_once_a_minute(
     monkeypatch.setattr(store.journal, "replace", full)
     assert store.save({}, journal=True) is False
     assert store.save({}, journal=False) is False
-    assert store.journal_view(_view()) is False
+    assert store.journal_close(_view(), H0 + 7200, "1.1") is False
     assert [r.getMessage() for r in caplog.records] == [
         f"ensemble-otel health: cannot write state {store.state_path}: [Errno 28] No space "
         "left on device (the bot keeps running; retried at every beat, reported at most once "
@@ -312,7 +389,7 @@ def test_path_names_the_partition_of_a_bucket(root: Path) -> None:
     assert path == store.dirs["1h"] / "2024-03-01.jsonl"
     assert store.path("1h", H0 + 7200) is path
     assert store.path("24h", H0) == store.dirs["24h"] / paths.partition_file(
-        store_mod.HEALTH_24H, H0)
+        store_mod.KINDS["24h"], H0)
     for day in range(20):  # many days: still the right file
         assert store.path("1h", H0 + day * 86400).name == f"2024-03-{day + 1:02d}.jsonl"
     assert math.isinf(-store_mod._INF)
@@ -373,13 +450,6 @@ def test_days_of_one_month_share_one_path_object(root: Path) -> None:
     assert store.path("24h", H0 + 31 * 86400).name == "2024-04.jsonl"
 
 
-def test_compact_refuses_lines_that_do_not_match_the_records() -> None:
-    record = {"ts": "2024-03-01T00:00:00Z"}
-    view = _view(_unwritten=(("1h", "2024-03-01.jsonl", record),))
-    with pytest.raises(ValueError):
-        compact(view, "s1", 1, [dumps_line(record), dumps_line(record)])
-
-
 def test_a_failed_journal_line_names_the_error(
         root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="ensemble_otel")
@@ -389,7 +459,7 @@ def test_a_failed_journal_line_names_the_error(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store.journal, "append", full)
-    assert store.journal_view(_view()) is False
+    assert store.journal_close(_view(), H0 + 7200, "1.1") is False
     assert [r.getMessage() for r in caplog.records] == [
         f"ensemble-otel health: cannot write state {store.state_path}: [Errno 28] No space "
         "left on device (the bot keeps running; retried at every beat, reported at most once "
