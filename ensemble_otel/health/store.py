@@ -104,6 +104,9 @@ def _redo(view: View, saved: dict[str, Any], strategy_id: Any) -> View:
     if type(t) not in (int, float) or not TS_MIN <= t < TS_MAX:
         raise ValueError(f"state close = {t!r} is not a bar time (unix seconds, "
                          f"{TS_MIN:g} <= t < {TS_MAX:g})")
+    if not t > view[_LAST_TS]:
+        raise ValueError(f"state close = {t!r} is not after the last bar of its view "
+                         f"({view[_LAST_TS]!r})")
     if not isinstance(schema_version, str) or not isinstance(strategy_id, str):
         raise ValueError(f"state close: schema_version = {schema_version!r} and "
                          f"strategy_id = {strategy_id!r} must be text")

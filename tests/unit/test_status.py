@@ -171,10 +171,11 @@ def test_json_with_a_non_utf8_strategy_directory(tmp_path: Path,
     assert doc["strategies"][0]["last"]["1h"]["equity"] == 1
 
 
-def test_open_buckets_from_a_compact_journal_line(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_open_buckets_from_a_close_journal_line(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Killed after a bucket close with no later state save: the newest state is the close's
-    compact journal line (the view as a list), which status expands like the state loader."""
+    journal line (the view before the close and the closing bar's time), which status
+    expands (redoing the close) like the state loader."""
     root = tmp_path / "root"
     bot = BOT.replace("t.health.save_state()\n", "")
     env = {**os.environ, "PAPER_TRADING_ROOT": str(root), "OTEL_SDK_DISABLED": "false",
@@ -184,7 +185,7 @@ def test_open_buckets_from_a_compact_journal_line(tmp_path: Path,
                           text=True, timeout=120)
     assert "done" in done.stdout, done.stderr
     newest = journal_path(state_path(root, SID)).read_bytes().splitlines()[-1]
-    assert b'"view"' in newest  # the close journals the compact form
+    assert b'"view_format":2' in newest and b'"close":' in newest  # a close's line
     _, out, _ = _main(["status", "--root", str(root), "--format", "json", "--no-pid"],
                          capsys)
     (s,) = json.loads(out)["strategies"]
