@@ -44,7 +44,7 @@ def close(ledger: Ledger, t: float, before: View, strategy_id: str, schema_versi
 
 
 def records(ledger: Ledger, closed: list[Bucket], before: View, strategy_id: str,
-            schema_version: str, name_of: FileName, *, log: bool = True) -> tuple[Unwritten, ...]:
+            schema_version: str, name_of: FileName, *, log: bool) -> tuple[Unwritten, ...]:
     """The records of the closed buckets not on disk yet; each bucket remembers what its
     record said (the next record's PnL starts there)."""
     refused = ledger.refused

@@ -145,6 +145,9 @@ def test_a_close_line_expands_to_the_state_after_the_close() -> None:
     ({"close": float("nan")}, r"^state close = nan is not a bar time"),
     ({"close": 1e300}, r"^state close = 1e\+300 is not a bar time"),
     ({"close": None}, r"^state close = None is not a bar time"),
+    ({"close": 253402300800.0}, r"^state close = 253402300800.0 is not a bar time \(unix "
+                                r"seconds, 0 <= t < 2.53402e\+11\)$"),  # TS_MAX: year 10000
+    ({"close": 0.0}, r"^state close = 0.0 is not after the last bar"),  # TS_MIN: a bar time
     ({"close": H0 + 3660}, r"^state close = 1709254860.0 is not after the last bar of its "
                            r"view \(1709254860.0\)$"),
     ({"close": H0 + 3659}, r"^state close = 1709254859.0 is not after the last bar"),
