@@ -44,7 +44,7 @@ from ensemble_otel._validate_fields import check_field
 from ensemble_otel.contract.registry import Field
 from ensemble_otel.health.buckets import BUCKET_STATE, PERIODS
 from ensemble_otel.health.checks import TS_MAX, TS_MIN
-from ensemble_otel.health.closes import KINDS, file_name, redo
+from ensemble_otel.health.closes import KINDS, Unwritten, file_name, redo
 from ensemble_otel.health.views import AT, STATE_ATTRS, View
 from ensemble_otel.jsonl import JsonJournal, JsonlAppender, dumps_line, last_line
 
@@ -317,7 +317,7 @@ class Store:
             return self._write_failed(exc)
         return True
 
-    def append(self, items: tuple[tuple[str, str, dict[str, Any]], ...]) -> None:
+    def append(self, items: tuple[Unwritten, ...]) -> None:
         """Append closed buckets' records (period, file name, record) to their files."""
         hook, append = self.hook, self.appender.append
         for i, (period, name, record) in enumerate(items):
